@@ -1,0 +1,74 @@
+"""The ``mailq`` command: argparse subcommands, one module per command group.
+
+Errors print ``error: <message>`` on stderr with no traceback and exit 1; bad
+usage exits 2. ``--json`` output is stable and goes to stdout alone.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Sequence
+
+from ..errors import MailqError, UsageError
+from . import db_cmd, mailbox_cmd
+
+# Each module has register(subparsers); its handlers take (args) and return an exit code.
+COMMAND_MODULES = [db_cmd, mailbox_cmd]
+
+
+def _optional_modules() -> list:
+    """Command groups added by later parts of the system (imported lazily to keep startup fast)."""
+    import importlib
+
+    found = []
+    for name in ("poll_cmd", "messages_cmd", "farm_cmd", "failed_cmd", "status_cmd", "console_cmd"):
+        try:
+            found.append(importlib.import_module(f"{__name__}.{name}"))
+        except ModuleNotFoundError as exc:
+            if exc.name != f"{__name__}.{name}":
+                raise
+    return found
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # bad usage: exit 2 with one line, like argparse but without the wall of usage
+        self.print_usage(sys.stderr)
+        self.exit(2, f"error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="mailq", description="mailq: a mailbox-polling worker farm on RQ and Redis.")
+    parser.add_argument("--env-file", default=".env", help="read settings from this file too (default .env)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+    for module in COMMAND_MODULES + _optional_modules():
+        module.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        code = args.handler(args)
+    except UsageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except MailqError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # a bug: one line for the operator, the traceback only on request
+        if os.environ.get("MAILQ_DEBUG"):
+            raise
+        print(f"error: unexpected {type(exc).__name__}: {exc} (set MAILQ_DEBUG=1 to see the traceback, and please report it)",
+              file=sys.stderr)
+        return 1
+    return code or 0
+
+
+def run() -> None:
+    sys.exit(main())

@@ -1,0 +1,87 @@
+"""The database: one peewee ``DatabaseProxy`` bound from ``MAILQ_DATABASE_URL``.
+
+SQLite runs in WAL mode with a busy timeout and foreign keys on, because several
+worker processes write at once. Connections are opened per process after fork
+(RQ's work-horse), never inherited.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+from typing import Iterator
+from urllib.parse import urlparse
+
+import peewee
+from playhouse.db_url import connect as _connect_url
+
+from .errors import DatabaseError
+
+database = peewee.DatabaseProxy()
+
+SQLITE_PRAGMAS = {
+    "journal_mode": "wal",
+    "busy_timeout": 30_000,
+    "foreign_keys": 1,
+    "synchronous": "normal",
+}
+
+_bound_url: str | None = None
+_bound_pid: int | None = None
+
+
+def make_database(url: str) -> peewee.Database:
+    """A peewee database for ``url`` (not yet connected)."""
+    scheme = urlparse(url).scheme
+    if scheme == "sqlite":
+        path = url[len("sqlite:///"):] if url.startswith("sqlite:///") else url[len("sqlite://"):]
+        if path and path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        return peewee.SqliteDatabase(path or ":memory:", pragmas=SQLITE_PRAGMAS, timeout=30)
+    if scheme in ("postgresql", "postgres"):
+        db = _connect_url(url.replace("postgres://", "postgresql://", 1))
+        db.autorollback = True
+        return db
+    raise DatabaseError(f"MAILQ_DATABASE_URL: unsupported scheme {scheme!r}, use sqlite:// or postgresql://")
+
+
+def bind(url: str) -> peewee.Database:
+    """Point the models at ``url``; rebinding in a forked child opens a fresh connection."""
+    global _bound_url, _bound_pid
+    if _bound_url == url and _bound_pid == os.getpid() and database.obj is not None:
+        return database.obj
+    if database.obj is not None and _bound_pid == os.getpid():
+        close()
+    database.initialize(make_database(url))
+    _bound_url, _bound_pid = url, os.getpid()
+    return database.obj
+
+
+def close() -> None:
+    if database.obj is not None and not database.is_closed():
+        database.close()
+
+
+def is_postgres() -> bool:
+    return isinstance(database.obj, peewee.PostgresqlDatabase)
+
+
+@contextlib.contextmanager
+def errors_as_mailq() -> Iterator[None]:
+    """Turn driver errors into ``DatabaseError`` with an actionable message."""
+    try:
+        yield
+    except peewee.OperationalError as exc:
+        text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if "no such table" in text or "does not exist" in text and "relation" in text:
+            raise DatabaseError(f"the database is not set up ({text}): run `mailq db upgrade`", orig=exc) from None
+        if "locked" in text:
+            raise DatabaseError(f"the database is locked by another process ({text}): retry shortly", orig=exc) from None
+        raise DatabaseError(f"database unavailable: {text}: check MAILQ_DATABASE_URL", orig=exc) from None
+    except peewee.ProgrammingError as exc:
+        text = str(exc).strip().splitlines()[0]
+        if "does not exist" in text:
+            raise DatabaseError(f"the database is not set up ({text}): run `mailq db upgrade`", orig=exc) from None
+        raise DatabaseError(f"database error: {text}", orig=exc) from None
+    except peewee.InterfaceError as exc:
+        raise DatabaseError(f"database connection lost: {exc}: check MAILQ_DATABASE_URL", orig=exc) from None

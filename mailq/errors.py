@@ -1,0 +1,81 @@
+"""mailq's error classes.
+
+Callers (CLI, console, health tracking) catch these only; library errors are
+wrapped with the original kept on ``.orig`` so nothing is lost for debugging.
+Every message says what happened and what to do, in one line.
+"""
+from __future__ import annotations
+
+
+class MailqError(Exception):
+    """Base class of every error mailq raises on purpose."""
+
+    def __init__(self, message: str, *, orig: BaseException | None = None):
+        super().__init__(message)
+        self.orig = orig
+
+    @property
+    def kind(self) -> str:
+        """Short stable name stored in poll runs and shown by the console."""
+        return _KINDS.get(type(self), type(self).__name__)
+
+
+class ConfigError(MailqError):
+    """Raised when a setting is missing or invalid; the message names the setting."""
+
+
+class UsageError(MailqError):
+    """Raised when a command is called wrongly (the CLI exits 2)."""
+
+
+class NotFoundError(MailqError):
+    """Raised when a mailbox, message or job named by the operator does not exist."""
+
+
+class DatabaseError(MailqError):
+    """Raised when the database cannot be reached, is locked too long, or is not upgraded."""
+
+
+class SecretKeyError(MailqError):
+    """Raised when the secret key is missing, malformed, or does not decrypt a stored secret."""
+
+
+class QueueError(MailqError):
+    """Raised when Redis cannot be reached or a job operation fails."""
+
+
+class ImapError(MailqError):
+    """Base class of failures talking to an IMAP server."""
+
+
+class AuthError(ImapError):
+    """Raised when the server rejects the credentials: no retry until they change."""
+
+
+class ImapConnectionError(ImapError):
+    """Raised on DNS failure, refused or reset connections: transient, retried with backoff."""
+
+
+class ImapTimeoutError(ImapError):
+    """Raised when connecting or reading takes longer than the configured timeout."""
+
+
+class TLSError(ImapError):
+    """Raised when the TLS handshake or certificate verification fails."""
+
+
+class ProtocolError(ImapError):
+    """Raised when the server answers NO/BAD/BYE or something unparseable."""
+
+
+_KINDS = {
+    AuthError: "auth",
+    ImapConnectionError: "connection",
+    ImapTimeoutError: "timeout",
+    TLSError: "tls",
+    ProtocolError: "protocol",
+    DatabaseError: "database",
+    QueueError: "redis",
+    ConfigError: "config",
+    SecretKeyError: "secret_key",
+}

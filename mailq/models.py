@@ -1,0 +1,153 @@
+"""The data model. The database is the source of truth; Redis only mirrors schedules.
+
+Timestamps are naive UTC. Text that came from mail (subjects, addresses, file
+names) is stored as decoded, literally; it is data, never markup or a path.
+"""
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+
+import peewee as pw
+
+from .db import database
+
+STATES = ("ok", "failing", "auth_error")
+SECURITY = ("ssl", "starttls", "plain")
+PRIORITIES = ("high", "normal")
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+class JSONListField(pw.TextField):
+    """A list of strings stored as JSON text (portable across SQLite and PostgreSQL)."""
+
+    def db_value(self, value):
+        return None if value is None else json.dumps(list(value))
+
+    def python_value(self, value):
+        return [] if value is None else json.loads(value)
+
+
+class BaseModel(pw.Model):
+    class Meta:
+        database = database
+        legacy_table_names = False
+
+
+class Mailbox(BaseModel):
+    name = pw.CharField(max_length=200, unique=True)
+    host = pw.CharField(max_length=255)
+    port = pw.IntegerField()
+    security = pw.CharField(max_length=10, default="ssl")
+    username = pw.CharField(max_length=320)
+    secret = pw.TextField()  # Fernet token, see crypto.py; never printed
+    ca_file = pw.TextField(null=True)
+    folders = JSONListField(default=lambda: ["INBOX"])
+    interval = pw.IntegerField(default=60)
+    priority = pw.CharField(max_length=10, default="normal")
+    initial_sync = pw.CharField(max_length=32, default="all")  # all | new | since:YYYY-MM-DD
+    paused = pw.BooleanField(default=False)
+    state = pw.CharField(max_length=16, default="ok", index=True)
+    consecutive_failures = pw.IntegerField(default=0)
+    next_attempt_at = pw.DateTimeField(null=True)
+    last_poll_at = pw.DateTimeField(null=True)
+    last_success_at = pw.DateTimeField(null=True)
+    last_error = pw.TextField(null=True)
+    last_error_class = pw.CharField(max_length=32, null=True)
+    created_at = pw.DateTimeField(default=utcnow)
+    updated_at = pw.DateTimeField(default=utcnow)
+
+    class Meta:
+        table_name = "mailbox"
+
+    @property
+    def display_state(self) -> str:
+        return "paused" if self.paused else self.state
+
+    @property
+    def enabled(self) -> bool:
+        """Whether it should have a recurring poll: not paused and not parked on bad credentials."""
+        return not self.paused and self.state != "auth_error"
+
+
+class FolderState(BaseModel):
+    mailbox = pw.ForeignKeyField(Mailbox, backref="folder_states", on_delete="CASCADE")
+    name = pw.TextField()
+    uidvalidity = pw.BigIntegerField(null=True)
+    last_uid = pw.BigIntegerField(default=0)
+    uidnext = pw.BigIntegerField(null=True)
+    highestmodseq = pw.BigIntegerField(null=True)
+    last_synced_at = pw.DateTimeField(null=True)
+
+    class Meta:
+        table_name = "folder_state"
+        indexes = ((("mailbox", "name"), True),)
+
+
+class Message(BaseModel):
+    mailbox = pw.ForeignKeyField(Mailbox, backref="messages", on_delete="CASCADE")
+    folder = pw.TextField()
+    uidvalidity = pw.BigIntegerField()
+    uid = pw.BigIntegerField()
+    message_id = pw.TextField(null=True)
+    subject = pw.TextField(null=True)
+    from_addr = pw.TextField(null=True, column_name="from_addr")
+    to_addrs = pw.TextField(null=True)
+    cc_addrs = pw.TextField(null=True)
+    date = pw.DateTimeField(null=True)
+    in_reply_to = pw.TextField(null=True)
+    references = pw.TextField(null=True, column_name="references_hdr")
+    preview = pw.TextField(null=True)
+    size = pw.BigIntegerField(default=0)
+    sha256 = pw.CharField(max_length=64, null=True, index=True)  # null when skipped
+    skipped_reason = pw.TextField(null=True)
+    parse_defects = pw.TextField(null=True)
+    dispatched_at = pw.DateTimeField(null=True)
+    created_at = pw.DateTimeField(default=utcnow)
+
+    class Meta:
+        table_name = "message"
+        indexes = (
+            (("mailbox", "folder", "uidvalidity", "uid"), True),
+            (("mailbox", "created_at"), False),
+            (("created_at",), False),
+            (("dispatched_at",), False),
+            (("mailbox", "message_id"), False),
+        )
+
+
+class Attachment(BaseModel):
+    message = pw.ForeignKeyField(Message, backref="attachments", on_delete="CASCADE")
+    filename = pw.TextField(null=True)  # for display only, never a path
+    content_type = pw.TextField()
+    size = pw.BigIntegerField(default=0)
+    sha256 = pw.CharField(max_length=64, index=True)
+
+    class Meta:
+        table_name = "attachment"
+
+
+class PollRun(BaseModel):
+    mailbox = pw.ForeignKeyField(Mailbox, backref="poll_runs", on_delete="CASCADE")
+    started_at = pw.DateTimeField(default=utcnow)
+    finished_at = pw.DateTimeField(null=True)
+    outcome = pw.CharField(max_length=16, default="running")  # running | ok | partial | error | auth_error
+    new_count = pw.IntegerField(default=0)
+    skipped_count = pw.IntegerField(default=0)
+    folders_checked = pw.IntegerField(default=0)
+    error_class = pw.CharField(max_length=32, null=True)
+    error_text = pw.TextField(null=True)
+    worker = pw.CharField(max_length=200, null=True)
+
+    class Meta:
+        table_name = "poll_run"
+        indexes = (
+            (("mailbox", "started_at"), False),
+            (("started_at",), False),
+        )
+
+
+ALL_MODELS = [Mailbox, FolderState, Message, Attachment, PollRun]
