@@ -11,7 +11,7 @@ from .. import config, db, migrations
 from ..config import Settings
 
 out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 def settings(args) -> Settings:

@@ -1,0 +1,67 @@
+"""``mailq poll (ID... | --all) [--wait]`` and ``mailq poll ID --inline``."""
+from __future__ import annotations
+
+from rich.text import Text
+
+from .. import mailboxes
+from ..db import errors_as_mailq
+from ..errors import UsageError
+from ..models import Mailbox
+from ..text import literal, one_line
+from .common import add_json, open_db, out, print_json
+
+
+def register(sub) -> None:
+    p = sub.add_parser("poll", help="poll mailboxes now (through the workers, or --inline in this process)")
+    p.add_argument("refs", nargs="*", metavar="ID", help="mailbox ids or names")
+    p.add_argument("--all", action="store_true", help="every enabled mailbox")
+    p.add_argument("--wait", action="store_true", help="block until the polls have finished")
+    p.add_argument("--timeout", type=float, default=300, help="with --wait: give up after this many seconds")
+    p.add_argument("--inline", action="store_true", help="run the poll in this process; no Redis or worker needed")
+    add_json(p)
+    p.set_defaults(handler=poll)
+
+
+def _targets(args) -> list[Mailbox]:
+    if args.all and args.refs:
+        raise UsageError("give mailbox ids or --all, not both")
+    if args.all:
+        with errors_as_mailq():
+            return list(Mailbox.select().where(Mailbox.paused == False).order_by(Mailbox.id))  # noqa: E712
+    if not args.refs:
+        raise UsageError("name at least one mailbox id, or --all")
+    return [mailboxes.get(ref) for ref in args.refs]
+
+
+def poll(args) -> int:
+    settings = open_db(args)
+    targets = _targets(args)
+    if args.inline:
+        return _inline(settings, targets, args.json)
+    from .. import ops
+
+    job_ids = ops.poll_now(settings, [m.id for m in targets], wait=args.wait, timeout=args.timeout)
+    if args.json:
+        print_json({"enqueued": job_ids})
+    else:
+        out.print(f"{'polled' if args.wait else 'enqueued'} {len(job_ids)} poll(s)")
+    return 0
+
+
+def _inline(settings, targets: list[Mailbox], as_json: bool) -> int:
+    from ..poll import poll_mailbox
+
+    results, failed = [], False
+    for mailbox in targets:
+        result = poll_mailbox(settings, mailbox.id)
+        results.append(result)
+        failed = failed or result.outcome in ("error", "auth_error")
+        if not as_json:
+            line = (f"{literal(mailbox.name)}: {result.outcome}, {result.folders_checked} folder(s) checked, "
+                    f"{result.new} new, {result.skipped} skipped, {result.duration_s:.2f}s")
+            if result.error_text:
+                line += f" — {one_line(result.error_text)}"
+            out.print(Text(line))
+    if as_json:
+        print_json([r.as_dict() for r in results])
+    return 1 if failed else 0

@@ -1,0 +1,140 @@
+"""Real services for the tests: a private Dovecot and redis-server per session, PostgreSQL and SQLite.
+
+Every test that takes ``settings`` runs on SQLite and on PostgreSQL (each test
+gets a fresh PostgreSQL schema and a fresh SQLite file), with its own blob
+directory and secret key, and a flushed private Redis.
+"""
+from __future__ import annotations
+
+import itertools
+import os
+import uuid
+from pathlib import Path
+
+import pytest
+
+from mailq import config, db, migrations
+from mailq.testbed.dovecot import Dovecot
+from mailq.testbed.redisd import RedisServer
+
+PG_ADMIN_DSN = os.environ.get("MAILQ_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
+_schema_ids = itertools.count(1)
+
+
+def pytest_configure(config):
+    os.environ.setdefault("TZ", "UTC")
+
+
+@pytest.fixture(scope="session")
+def pg_database():
+    """A throw-away PostgreSQL database for this test session (dropped at the end)."""
+    import psycopg2
+
+    name = f"mailq_test_{uuid.uuid4().hex[:10]}"
+    admin = psycopg2.connect(PG_ADMIN_DSN)
+    admin.autocommit = True
+    with admin.cursor() as cur:
+        cur.execute(f'CREATE DATABASE "{name}"')
+    base = PG_ADMIN_DSN.rsplit("/", 1)[0]
+    yield f"{base}/{name}"
+    db.close()
+    with admin.cursor() as cur:
+        cur.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()", (name,))
+        cur.execute(f'DROP DATABASE IF EXISTS "{name}"')
+    admin.close()
+
+
+def new_pg_schema_url(pg_database: str) -> str:
+    """A fresh schema in the session database; the URL pins it with search_path for every process."""
+    import psycopg2
+
+    schema = f"t{os.getpid()}_{next(_schema_ids)}"
+    conn = psycopg2.connect(pg_database)
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute(f'CREATE SCHEMA "{schema}"')
+    conn.close()
+    return f"{pg_database}?options=-csearch_path%3D{schema}"
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory):
+    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def redis_url(redis_server):
+    import redis
+
+    if not redis_server.running():
+        redis_server.start()
+    client = redis.Redis.from_url(redis_server.url)
+    client.flushdb()
+    yield redis_server.url
+    if redis_server.running():
+        client.flushdb()
+    client.close()
+
+
+@pytest.fixture(scope="session")
+def dovecot(tmp_path_factory):
+    server = Dovecot(tmp_path_factory.mktemp("dovecot"))
+    server.start()
+    yield server
+    server.stop()
+
+
+_users = itertools.count(1)
+
+
+@pytest.fixture
+def mail_user(dovecot):
+    """A fresh IMAP user on the session's Dovecot: (username, password)."""
+    name = f"u{os.getpid()}x{next(_users)}"
+    password = f"pw-{name}"
+    dovecot.add_user(name, password)
+    return name, password
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def backend(request):
+    return request.param
+
+
+@pytest.fixture
+def database_url(backend, tmp_path, request):
+    if backend == "sqlite":
+        return f"sqlite:///{tmp_path / 'mailq.db'}"
+    return new_pg_schema_url(request.getfixturevalue("pg_database"))
+
+
+@pytest.fixture
+def bare_settings(tmp_path, database_url, redis_url):
+    """Settings for this test, installed for the process, database bound but empty."""
+    from cryptography.fernet import Fernet
+
+    env = {
+        "MAILQ_VAR_DIR": str(tmp_path / "var"),
+        "MAILQ_DATABASE_URL": database_url,
+        "MAILQ_STORAGE_URL": f"file://{tmp_path / 'var' / 'blobs'}",
+        "MAILQ_REDIS_URL": redis_url,
+        "MAILQ_SECRET_KEY": Fernet.generate_key().decode(),
+        "MAILQ_CONNECT_TIMEOUT": "3",
+        "MAILQ_READ_TIMEOUT": "5",
+    }
+    settings = config.load(env, env_file=None)
+    config.use(settings)
+    db.bind(settings.database_url)
+    yield settings
+    db.close()
+    config.use(None)
+
+
+@pytest.fixture
+def settings(bare_settings):
+    """Settings with the schema upgraded to head."""
+    migrations.upgrade()
+    return bare_settings
