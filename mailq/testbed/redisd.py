@@ -1,0 +1,97 @@
+"""A private redis-server child process, so tests and the chaos harness can flush,
+kill and restart Redis without touching the machine's shared instance on 6379."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+from mailq.testbed.dovecot import free_port, wait_until
+
+START_TIMEOUT = 10.0
+"""Seconds to wait for PING to answer after starting."""
+
+
+class RedisServerError(RuntimeError):
+    """Raised when the private redis-server cannot be started."""
+
+
+def _ping(port: int) -> bool:
+    """True if a Redis on 127.0.0.1:port answers PING (raw RESP, no client library)."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5) as sock:
+            sock.sendall(b"PING\r\n")
+            return sock.recv(64).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+class RedisServer:
+    """redis-server on 127.0.0.1 without persistence, data dir and log under `root`."""
+
+    def __init__(self, root: Path, port: int | None = None):
+        self.root = Path(root).absolute()
+        self.port = port or free_port()
+        self.log_path = self.root / "redis.log"
+        self._proc: subprocess.Popen | None = None
+
+    def __repr__(self) -> str:
+        return f"RedisServer(root={str(self.root)!r}, port={self.port})"
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        """Start redis-server and return once it answers PING; a no-op if running."""
+        if self.running():
+            return
+        binary = shutil.which("redis-server")
+        if binary is None:
+            raise RedisServerError("redis-server not found: apt-get install -y redis-server")
+        self.root.mkdir(parents=True, exist_ok=True)
+        with open(self.log_path, "ab") as log:
+            self._proc = subprocess.Popen(
+                [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+                 "--appendonly", "no", "--dir", str(self.root), "--daemonize", "no"],
+                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            wait_until(lambda: _ping(self.port) or self._proc.poll() is not None,
+                       START_TIMEOUT, f"redis-server on port {self.port}")
+        except Exception:
+            self.stop()
+            raise
+        if self._proc.poll() is not None:
+            self._proc = None
+            tail = self.log_path.read_text(errors="replace")[-2000:]
+            raise RedisServerError(f"redis-server exited on start (port {self.port}):\n{tail}")
+
+    def stop(self) -> None:
+        """Terminate the server (SIGKILL after 5 s) and reap it; idempotent."""
+        proc, self._proc = self._proc, None
+        if proc is None or proc.poll() is not None:
+            return
+        proc.terminate()
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+    def restart(self) -> None:
+        """Stop and start again on the same port (all data is gone: no persistence)."""
+        self.stop()
+        deadline = time.monotonic() + START_TIMEOUT
+        while True:  # the port can linger briefly after the old process exits
+            try:
+                self.start()
+                return
+            except RedisServerError:
+                if time.monotonic() > deadline:
+                    raise
+
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
