@@ -2,15 +2,24 @@
 
 Paths are computed from the hash only, never from anything in the mail, so a
 hostile attachment name cannot reach the file system. Writes are atomic (temp
-file, fsync, rename) and a second write of the same content is a no-op.
-Another backend (S3-compatible) implements the same four methods.
+file, rename) and a second write of the same content is a no-op. Another
+backend (S3-compatible) implements the same four methods; ``BlobBatch`` works
+over any of them.
+
+Durability: ``put`` fsyncs the file and its directory. Ingest instead writes a
+batch's blobs unsynced and flushes them once (``BlobBatch``, ``syncfs`` on
+Linux) before the rows that name them commit: measured on a first sync, an
+fsync per file and per directory cost ~1 ms of CPU per blob, more than parsing
+the message.
 """
 from __future__ import annotations
 
+import ctypes
 import hashlib
+import itertools
 import os
 import re
-import tempfile
+import threading
 from pathlib import Path
 from typing import Protocol
 from urllib.parse import urlparse
@@ -37,9 +46,35 @@ def sha256_hex(data: bytes) -> str:
 
 
 def _check(sha256: str) -> str:
-    if not _HEX64.match(sha256):
+    if not isinstance(sha256, str) or not _HEX64.match(sha256):
         raise StorageError(f"not a sha256 blob name: {sha256!r}")
     return sha256
+
+
+def _load_syncfs():
+    """libc's syncfs(2) (Linux): flushes one file system, not the whole machine like sync(2)."""
+    try:
+        fn = ctypes.CDLL(None, use_errno=True).syncfs
+    except (OSError, AttributeError):
+        return None
+    fn.argtypes = [ctypes.c_int]
+    fn.restype = ctypes.c_int
+    return fn
+
+
+_syncfs = _load_syncfs()
+_tmp_names = itertools.count()
+
+
+def _fsync_dir(directory: str) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError:
+        pass
 
 
 class LocalBlobStore:
@@ -48,26 +83,44 @@ class LocalBlobStore:
     def __init__(self, root: str | Path, fsync: bool = True):
         self.root = Path(root).resolve()
         self.fsync = fsync
+        self._dirs: set[str] = set()  # directories known to exist: saves a mkdir per blob
 
     def path(self, sha256: str) -> Path:
         sha256 = _check(sha256)
         return self.root / sha256[:2] / sha256[2:4] / sha256
 
+    def _path(self, sha256: str) -> str:
+        return f"{self.root}/{sha256[:2]}/{sha256[2:4]}/{sha256}"
+
     def exists(self, sha256: str) -> bool:
         return self.path(sha256).is_file()
 
     def put(self, data: bytes, sha256: str | None = None) -> str:
-        sha256 = sha256 or sha256_hex(data)
-        target = self.path(sha256)
-        if target.is_file():
-            return sha256
+        """Store ``data`` under its hash; durable (file and directory fsynced) when this returns."""
+        sha256 = _check(sha256 or sha256_hex(data))
+        if self.write_unsynced(data, sha256, fsync=self.fsync) and self.fsync:
+            _fsync_dir(os.path.dirname(self._path(sha256)))
+        return sha256
+
+    def write_unsynced(self, data: bytes, sha256: str, fsync: bool = False, _retry: bool = True) -> bool:
+        """Write the blob atomically (temp file, rename) unless present; True if a file was created.
+
+        Not durable by itself: call ``flush`` (or use ``put``) before relying on it.
+        """
+        target = self._path(_check(sha256))
+        if os.path.isfile(target):
+            return False
+        directory = os.path.dirname(target)
+        tmp = f"{directory}/.tmp-{os.getpid()}-{threading.get_ident()}-{next(_tmp_names)}"
         try:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
+            if directory not in self._dirs:
+                os.makedirs(directory, exist_ok=True)
+                self._dirs.add(directory)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
             try:
                 with os.fdopen(fd, "wb") as fh:
                     fh.write(data)
-                    if self.fsync:
+                    if fsync:
                         fh.flush()
                         os.fsync(fh.fileno())
                 os.replace(tmp, target)
@@ -75,9 +128,42 @@ class LocalBlobStore:
                 if os.path.exists(tmp):
                     os.unlink(tmp)
                 raise
+        except FileNotFoundError as exc:
+            if _retry and directory in self._dirs:  # removed behind our back: create it again
+                self._dirs.discard(directory)
+                return self.write_unsynced(data, sha256, fsync, _retry=False)
+            raise StorageError(f"cannot write blob under {self.root}: {exc.strerror or exc}: check the storage path",
+                               orig=exc) from None
         except OSError as exc:
-            raise StorageError(f"cannot write blob under {self.root}: {exc.strerror or exc}: check disk space and permissions", orig=exc) from None
-        return sha256
+            raise StorageError(f"cannot write blob under {self.root}: {exc.strerror or exc}: check disk space and "
+                               "permissions", orig=exc) from None
+        return True
+
+    def flush(self, sha256s: list[str]) -> None:
+        """Make freshly written blobs durable: one ``syncfs`` of the store's file system where the
+        platform has it, else an fsync per file and per directory."""
+        if not self.fsync or not sha256s:
+            return
+        if _syncfs is not None:
+            fd = os.open(self.root, os.O_RDONLY)
+            try:
+                if _syncfs(fd) != 0:
+                    raise StorageError(f"cannot flush blobs under {self.root}: {os.strerror(ctypes.get_errno())}: "
+                                       "check the disk")
+            finally:
+                os.close(fd)
+            return
+        try:
+            for sha256 in sha256s:
+                fd = os.open(self._path(sha256), os.O_RDONLY)
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+        except OSError as exc:
+            raise StorageError(f"cannot flush blobs under {self.root}: {exc.strerror or exc}: check the disk",
+                               orig=exc) from None
+        self.sync_dirs(sha256s)
 
     def get(self, sha256: str) -> bytes:
         try:
@@ -92,18 +178,50 @@ class LocalBlobStore:
             pass
 
     def sync_dirs(self, sha256s: list[str]) -> None:
-        """fsync the directories of freshly renamed blobs, once each, so the renames survive a crash."""
+        """fsync the directories of ``sha256s``, once each, so their renames survive a crash."""
         if not self.fsync:
             return
-        for d in {self.path(s).parent for s in sha256s}:
-            try:
-                fd = os.open(d, os.O_RDONLY)
-                try:
-                    os.fsync(fd)
-                finally:
-                    os.close(fd)
-            except OSError:
-                pass
+        for d in {os.path.dirname(self._path(s)) for s in sha256s}:
+            _fsync_dir(d)
+
+
+class BlobBatch:
+    """Writes a batch's blobs, then makes them all durable at once.
+
+    ``with BlobBatch(store) as batch: batch.put(data, sha)`` — leaving the block
+    (or ``wait()``) returns once every blob is durable, so rows naming them are
+    committed only after. Stores without ``write_unsynced``/``flush`` just ``put``.
+    """
+
+    def __init__(self, store: BlobStore):
+        self.store = store
+        self._seen: set[str] = set()
+        self._unsynced: list[str] = []
+
+    def put(self, data: bytes, sha256: str | None = None) -> str:
+        sha256 = _check(sha256 or sha256_hex(data))
+        if sha256 not in self._seen:
+            self._seen.add(sha256)
+            write = getattr(self.store, "write_unsynced", None)
+            if write is None:
+                self.store.put(data, sha256)
+            elif write(data, sha256):
+                self._unsynced.append(sha256)
+        return sha256
+
+    def wait(self) -> list[str]:
+        """Flush what was written; returns every hash of the batch."""
+        if self._unsynced:
+            self.store.flush(self._unsynced)
+            self._unsynced = []
+        return sorted(self._seen)
+
+    def __enter__(self) -> "BlobBatch":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.wait()
 
 
 def open_store(settings: Settings) -> BlobStore:

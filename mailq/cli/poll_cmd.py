@@ -53,7 +53,7 @@ def _inline(settings, targets: list[Mailbox], as_json: bool) -> int:
 
     results, failed = [], False
     for mailbox in targets:
-        result = poll_mailbox(settings, mailbox.id)
+        result = poll_mailbox(settings, mailbox.id, force=True)  # the operator asked: poll even while backing off
         results.append(result)
         failed = failed or result.outcome in ("error", "auth_error")
         if not as_json:

@@ -1,0 +1,117 @@
+"""``mailq messages list [--mailbox ID] [--limit N] [--json]`` and ``mailq messages show ID [--json]``.
+
+Everything shown came from mail: it is rendered literally (``text.literal`` in
+a rich ``Text``), never as markup, so a subject cannot style or hijack the terminal.
+"""
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from rich.table import Table
+from rich.text import Text
+
+from .. import mailboxes
+from ..db import errors_as_mailq
+from ..errors import NotFoundError, UsageError
+from ..models import Attachment, Message
+from ..text import literal
+from .common import add_json, open_db, out, print_json
+
+
+def register(sub) -> None:
+    p = sub.add_parser("messages", help="stored messages")
+    msub = p.add_subparsers(dest="messages_command", metavar="ACTION")
+    msub.required = True
+
+    ls = msub.add_parser("list", help="the newest stored messages")
+    ls.add_argument("--mailbox", metavar="ID|NAME", help="only this mailbox")
+    ls.add_argument("--limit", type=int, default=50, help="at most this many (default 50)")
+    add_json(ls)
+    ls.set_defaults(handler=list_messages)
+
+    show = msub.add_parser("show", help="one message with its attachments")
+    show.add_argument("id", type=int)
+    add_json(show)
+    show.set_defaults(handler=show_message)
+
+
+def _iso(value) -> str | None:
+    return value.isoformat() + "Z" if value else None
+
+
+def to_dict(message: Message, attachments: list[Attachment], detail: bool = False) -> dict[str, Any]:
+    """The stable JSON shape of a message."""
+    data = {
+        "id": message.id, "mailbox_id": message.mailbox_id, "folder": message.folder, "uid": message.uid,
+        "uidvalidity": message.uidvalidity, "message_id": message.message_id, "subject": message.subject,
+        "from": message.from_addr, "to": message.to_addrs, "date": _iso(message.date), "size": message.size,
+        "sha256": message.sha256, "skipped_reason": message.skipped_reason,
+        "attachments": [{"id": a.id, "filename": a.filename, "content_type": a.content_type, "size": a.size,
+                         "sha256": a.sha256} for a in attachments],
+        "created_at": _iso(message.created_at), "dispatched_at": _iso(message.dispatched_at),
+    }
+    if detail:
+        data.update(cc=message.cc_addrs, in_reply_to=message.in_reply_to, references=message.references,
+                    preview=message.preview,
+                    parse_defects=json.loads(message.parse_defects) if message.parse_defects else [])
+    return data
+
+
+def _attachments_of(ids: list[int]) -> dict[int, list[Attachment]]:
+    found: dict[int, list[Attachment]] = {i: [] for i in ids}
+    if ids:
+        for att in Attachment.select().where(Attachment.message.in_(ids)).order_by(Attachment.id):
+            found[att.message_id].append(att)
+    return found
+
+
+def list_messages(args) -> int:
+    open_db(args)
+    if args.limit < 1:
+        raise UsageError("--limit must be at least 1")
+    with errors_as_mailq():
+        query = Message.select()
+        if args.mailbox is not None:
+            query = query.where(Message.mailbox == mailboxes.get(args.mailbox).id)
+        messages = list(query.order_by(Message.id.desc()).limit(args.limit))
+        attachments = _attachments_of([m.id for m in messages])
+    if args.json:
+        print_json([to_dict(m, attachments[m.id]) for m in messages])
+        return 0
+    if not messages:
+        out.print("no messages stored yet: poll a mailbox with `mailq poll ID --inline`")
+        return 0
+    table = Table("id", "mailbox", "folder", "uid", "date", "from", "subject", "size", "att", box=None)
+    for m in messages:
+        table.add_row(str(m.id), str(m.mailbox_id), Text(literal(m.folder, 30)), str(m.uid),
+                      m.date.strftime("%Y-%m-%d %H:%M") if m.date else "",
+                      Text(literal(m.from_addr, 40)), Text(literal(m.subject or "(no subject)", 60)),
+                      "skipped" if m.skipped_reason else str(m.size), str(len(attachments[m.id])))
+    out.print(table)
+    return 0
+
+
+def show_message(args) -> int:
+    open_db(args)
+    with errors_as_mailq():
+        message = Message.get_or_none(Message.id == args.id)
+        if message is None:
+            raise NotFoundError(f"no message with id {args.id}: see `mailq messages list`")
+        attachments = _attachments_of([message.id])[message.id]
+    data = to_dict(message, attachments, detail=True)
+    if args.json:
+        print_json(data)
+        return 0
+    table = Table(show_header=False, box=None)
+    for key, value in data.items():
+        if key in ("attachments", "parse_defects"):
+            continue
+        table.add_row(key, Text(literal(value)))
+    for att in data["attachments"]:
+        table.add_row("attachment", Text(literal(f"{att['filename'] or '(unnamed)'}  {att['content_type']}  "
+                                                 f"{att['size']} bytes  {att['sha256']}")))
+    for defect in data["parse_defects"]:
+        table.add_row("parse defect", Text(literal(defect)))
+    out.print(table)
+    return 0

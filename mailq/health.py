@@ -1,0 +1,111 @@
+"""Poll-run records and the mailbox health state machine (DESIGN section 5).
+
+States: ``ok``; ``failing`` (transient trouble: DNS, refused, timeout, BYE —
+retried with capped exponential backoff plus jitter, so a flaky server is not
+hammered and 1,000 mailboxes don't retry in lockstep); ``auth_error`` (the
+server rejected the credentials once: no more logins until they change or an
+operator resumes, because servers lock accounts that keep failing). Pausing is
+the operator's flag on the mailbox, not a health state.
+"""
+from __future__ import annotations
+
+import random
+from datetime import datetime, timedelta
+
+from .config import Settings
+from .db import database, errors_as_mailq
+from .errors import AuthError, MailqError
+from .models import Mailbox, PollRun, utcnow
+from .text import one_line
+
+FOLDER_ERROR = "folder"
+"""error_class of a poll where only some folders failed (e.g. a folder that does not exist)."""
+
+
+def backoff_seconds(settings: Settings, failures: int, rng: random.Random | None = None) -> float:
+    """Delay before retry number ``failures``: base * 2**(failures-1), capped, with +-20% jitter."""
+    if failures <= 0:
+        return 0.0
+    delay = min(settings.backoff_max, settings.backoff_base * 2 ** min(failures - 1, 30))
+    jitter = (rng or random).uniform(0.8, 1.2)
+    return min(settings.backoff_max, delay * jitter)
+
+
+def is_due(mailbox: Mailbox, now: datetime | None = None) -> bool:
+    """Whether a scheduler tick should poll ``mailbox`` now: not paused, not parked, not backing off."""
+    if mailbox.paused or mailbox.state == "auth_error":
+        return False
+    if mailbox.next_attempt_at is None:
+        return True
+    return mailbox.next_attempt_at <= (now or utcnow())
+
+
+def start_run(mailbox_id: int, worker: str | None = None) -> PollRun:
+    """Record that a poll started (outcome ``running`` until it finishes)."""
+    with errors_as_mailq():
+        return PollRun.create(mailbox=mailbox_id, started_at=utcnow(), outcome="running", worker=worker)
+
+
+def _finish(run: PollRun, outcome: str, new: int, skipped: int, folders_checked: int,
+            error_class: str | None = None, error_text: str | None = None) -> None:
+    run.finished_at = utcnow()
+    run.outcome = outcome
+    run.new_count, run.skipped_count, run.folders_checked = new, skipped, folders_checked
+    run.error_class, run.error_text = error_class, error_text
+    run.save()
+
+
+def finish_ok(run: PollRun, *, new: int = 0, skipped: int = 0, folders_checked: int = 0, partial: bool = False,
+              folder_error: str | None = None) -> str:
+    """Close a poll that reached the server; the mailbox becomes ``ok`` (or stays flagged for a bad folder).
+
+    ``folder_error`` (some folders failed, others synced) records outcome
+    ``error`` and state ``failing`` so an operator sees it, but sets no backoff:
+    the healthy folders keep their normal cadence. Returns the outcome.
+    """
+    now = utcnow()
+    outcome = "error" if folder_error else ("partial" if partial else "ok")
+    with errors_as_mailq(), database.atomic():
+        _finish(run, outcome, new, skipped, folders_checked,
+                FOLDER_ERROR if folder_error else None, folder_error)
+        changes = {Mailbox.last_poll_at: now, Mailbox.last_success_at: now, Mailbox.next_attempt_at: None,
+                   Mailbox.updated_at: now}
+        if folder_error:
+            changes.update({Mailbox.state: "failing", Mailbox.last_error: folder_error,
+                            Mailbox.last_error_class: FOLDER_ERROR,
+                            Mailbox.consecutive_failures: Mailbox.consecutive_failures + 1})
+        else:
+            changes.update({Mailbox.state: "ok", Mailbox.consecutive_failures: 0, Mailbox.last_error: None,
+                            Mailbox.last_error_class: None})
+        Mailbox.update(changes).where(Mailbox.id == run.mailbox_id).execute()
+    return outcome
+
+
+def error_class_of(error: BaseException) -> str:
+    return error.kind if isinstance(error, MailqError) else f"bug:{type(error).__name__}"
+
+
+def finish_error(run: PollRun, error: BaseException, settings: Settings, *, new: int = 0, skipped: int = 0,
+                 folders_checked: int = 0, rng: random.Random | None = None) -> str:
+    """Close a failed poll and move the mailbox to ``auth_error`` or ``failing`` (with backoff).
+
+    An unexpected exception (a bug) also backs off, so a poison state cannot spin
+    a worker. Returns the outcome (``auth_error`` or ``error``).
+    """
+    now = utcnow()
+    text = one_line(str(error) or type(error).__name__, limit=1000)
+    error_class = error_class_of(error)
+    with errors_as_mailq(), database.atomic():
+        mailbox = Mailbox.get_by_id(run.mailbox_id)
+        if isinstance(error, AuthError):
+            outcome, state, next_at = "auth_error", "auth_error", None
+            failures = mailbox.consecutive_failures + 1
+        else:
+            outcome, state = "error", "failing"
+            failures = mailbox.consecutive_failures + 1
+            next_at = now + timedelta(seconds=backoff_seconds(settings, failures, rng))
+        _finish(run, outcome, new, skipped, folders_checked, error_class, text)
+        Mailbox.update({Mailbox.state: state, Mailbox.consecutive_failures: failures, Mailbox.next_attempt_at: next_at,
+                        Mailbox.last_poll_at: now, Mailbox.last_error: text, Mailbox.last_error_class: error_class,
+                        Mailbox.updated_at: now}).where(Mailbox.id == run.mailbox_id).execute()
+    return outcome

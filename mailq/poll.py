@@ -1,0 +1,132 @@
+"""One poll of one mailbox: the entry point of the farm's job and of ``mailq poll --inline``.
+
+IMAP and authentication failures are outcomes, not exceptions: they are
+recorded (poll run + health) and returned. A bug is recorded too and then
+re-raised, so RQ keeps the traceback in its failed registry. Database errors
+propagate: nothing can be recorded without the database.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import time
+from dataclasses import asdict, dataclass
+from typing import Any, Callable
+
+from . import health, imap
+from .config import Settings
+from .db import errors_as_mailq
+from .errors import DatabaseError, ImapConnectionError, ImapTimeoutError, MailqError, NotFoundError, ProtocolError
+from .models import Mailbox
+from .storage import open_store
+from .sync import Budget, sync_folder
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class PollResult:
+    """What a poll did; ``as_dict()`` is the stable ``--json`` shape."""
+
+    mailbox_id: int
+    outcome: str  # ok | partial (budget hit, more pending) | error | auth_error | skipped
+    folders_checked: int = 0
+    new: int = 0
+    skipped: int = 0
+    duration_s: float = 0.0
+    error_class: str | None = None
+    error_text: str | None = None
+    more_pending: bool = False
+
+    def as_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["duration_s"] = round(self.duration_s, 3)
+        return data
+
+
+def _worker_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"[:200]
+
+
+def _skip_reason(mailbox: Mailbox, force: bool) -> str | None:
+    if mailbox.paused:
+        return "paused"
+    if mailbox.state == "auth_error":
+        return "auth_error: credentials were rejected; change them or resume the mailbox"
+    if not force and not health.is_due(mailbox):
+        return f"backing off until {mailbox.next_attempt_at.isoformat()}Z after {mailbox.consecutive_failures} failure(s)"
+    return None
+
+
+def poll_mailbox(settings: Settings, mailbox_id: int, *, on_batch: Callable[[list[int]], None] | None = None,
+                 heartbeat: Callable[[], None] | None = None, force: bool = False) -> PollResult:
+    """Poll every folder of ``mailbox_id`` once, within the poll budget.
+
+    ``on_batch(ids)`` runs after each batch commits, with the new rows' ids;
+    ``heartbeat()`` runs between batches and folders (lock renewal).
+    ``force`` polls even while backing off (an operator's "poll now"), never a
+    paused or auth_error mailbox.
+    """
+    started = time.monotonic()
+    with errors_as_mailq():
+        mailbox = Mailbox.get_or_none(Mailbox.id == mailbox_id)
+    if mailbox is None:
+        raise NotFoundError(f"no mailbox with id {mailbox_id}: see `mailq mailbox list`")
+    reason = _skip_reason(mailbox, force)
+    if reason:
+        return PollResult(mailbox_id, "skipped", error_text=reason, duration_s=time.monotonic() - started)
+
+    run = health.start_run(mailbox.id, worker=_worker_name())
+    result = PollResult(mailbox_id, "running")
+    folder_errors: list[str] = []
+    try:
+        store = open_store(settings)
+        budget = Budget.from_settings(settings)
+        with imap.connect(settings, mailbox) as session:
+            for folder in mailbox.folders:
+                if heartbeat:
+                    heartbeat()
+                if budget.spent():
+                    result.more_pending = True
+                    break
+                try:
+                    folder_result = sync_folder(session, store, settings, mailbox, folder, budget,
+                                                on_batch=on_batch, heartbeat=heartbeat)
+                except ProtocolError as exc:  # this folder only (e.g. it does not exist); the others still sync
+                    folder_errors.append(f"folder {folder!r}: {exc}")
+                    log.warning("mailbox %s: %s", mailbox.id, folder_errors[-1])
+                    continue
+                finally:
+                    result.folders_checked += 1
+                result.new += folder_result.new
+                result.skipped += folder_result.skipped
+                result.more_pending = result.more_pending or folder_result.more_pending
+    except DatabaseError:
+        raise
+    except MailqError as exc:
+        if folder_errors and isinstance(exc, (ImapConnectionError, ImapTimeoutError)):
+            exc = type(exc)(f"{exc} (also: {'; '.join(folder_errors)})", orig=exc.orig)
+        result.outcome = health.finish_error(run, exc, settings, new=result.new, skipped=result.skipped,
+                                             folders_checked=result.folders_checked)
+        result.error_class, result.error_text = health.error_class_of(exc), str(exc)
+        result.duration_s = time.monotonic() - started
+        return result
+    except Exception as exc:  # a bug: record it, then let RQ keep the traceback
+        try:
+            health.finish_error(run, exc, settings, new=result.new, skipped=result.skipped,
+                                folders_checked=result.folders_checked)
+        except MailqError:
+            log.exception("mailbox %s: could not record the failed poll", mailbox.id)
+        raise
+    folder_error = "; ".join(folder_errors) if folder_errors else None
+    result.outcome = health.finish_ok(run, new=result.new, skipped=result.skipped,
+                                      folders_checked=result.folders_checked, partial=result.more_pending,
+                                      folder_error=folder_error)
+    if folder_error:
+        result.error_class, result.error_text = health.FOLDER_ERROR, folder_error
+    result.duration_s = time.monotonic() - started
+    return result
+
+
+__all__ = ["PollResult", "poll_mailbox"]
