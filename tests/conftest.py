@@ -79,24 +79,28 @@ def redis_url(redis_server):
     client.close()
 
 
+_POOL = [(f"pool{i:04d}", f"pw-pool{i:04d}") for i in range(400)]
+_pool_next = itertools.count()
+
+
 @pytest.fixture(scope="session")
 def dovecot(tmp_path_factory):
     server = Dovecot(tmp_path_factory.mktemp("dovecot"))
+    server.add_users(dict(_POOL))  # before start: free (a running Dovecot needs ~1 s to see new users)
     server.start()
     yield server
     server.stop()
 
 
-_users = itertools.count(1)
-
-
 @pytest.fixture
 def mail_user(dovecot):
-    """A fresh IMAP user on the session's Dovecot: (username, password)."""
-    name = f"u{os.getpid()}x{next(_users)}"
-    password = f"pw-{name}"
-    dovecot.add_user(name, password)
-    return name, password
+    """A fresh, empty IMAP user on the session's Dovecot: (username, password)."""
+    index = next(_pool_next)
+    if index < len(_POOL):
+        return _POOL[index]
+    name = f"u{os.getpid()}x{index}"
+    dovecot.add_user(name, f"pw-{name}")
+    return name, f"pw-{name}"
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -248,6 +248,29 @@ class Dovecot:
         # Ports accept (kernel backlog) before the daemon writes master.pid: wait for both.
         wait_until(lambda: self.running() and port_open(self.imap_port) and port_open(self.imaps_port),
                    START_TIMEOUT, f"dovecot on ports {self.imap_port}/{self.imaps_port}")
+        wait_until(self._auth_ready, START_TIMEOUT, "dovecot's auth service")
+
+    def _auth_ready(self) -> bool:
+        """True once a login gets a real answer: right after start, logins can still fail with
+        "[UNAVAILABLE] Temporary authentication failure" while the auth process comes up."""
+        import imaplib
+
+        try:
+            client = imaplib.IMAP4("127.0.0.1", self.imap_port, timeout=5)
+        except OSError:
+            return False
+        try:
+            client.login("testbed-warmup-no-such-user", "x")
+        except imaplib.IMAP4.error as exc:
+            return "UNAVAILABLE" not in str(exc)
+        except OSError:
+            return False
+        finally:
+            try:
+                client.shutdown()
+            except OSError:
+                pass
+        return True
 
     def stop(self) -> None:
         """Stop the instance and wait until it is gone and its ports are closed; idempotent.
