@@ -67,6 +67,17 @@ def _str(name: str, raw: str) -> str:
     return raw
 
 
+def _delays(name: str, raw: str) -> str:
+    """Validated here, kept as normalized text (so ``as_env`` round-trips); see ``Settings.retry_delays``."""
+    try:
+        values = tuple(int(p) for p in raw.replace(" ", "").split(",") if p)
+    except ValueError:
+        raise ConfigError(f"{name}: expected seconds separated by commas (e.g. 30,120,600), got {raw!r}") from None
+    if not values or any(v < 0 for v in values):
+        raise ConfigError(f"{name}: expected one or more non-negative delays, got {raw!r}")
+    return ",".join(str(v) for v in values)
+
+
 @dataclass(frozen=True)
 class Setting:
     env: str
@@ -118,6 +129,8 @@ SETTINGS: dict[str, Setting] = {
     "hook": Setting("MAILQ_HOOK", "", _hook, "package.module:function called with each new message id"),
     "webhook_url": Setting("MAILQ_WEBHOOK_URL", "", _str, "URL receiving a signed JSON POST per new message"),
     "webhook_secret": Setting("MAILQ_WEBHOOK_SECRET", "", _str, "HMAC-SHA256 key signing webhook bodies"),
+    "dispatch_retry_delays": Setting("MAILQ_DISPATCH_RETRY_DELAYS", "30,120,600", _delays,
+                                     "seconds before each retry of a failed hook/webhook delivery (one retry per value)"),
     "console_refresh": Setting("MAILQ_CONSOLE_REFRESH", "2", lambda n, r: _float(n, r, 0.2),
                                "seconds between console refreshes"),
     "log_level": Setting("MAILQ_LOG_LEVEL", "INFO", _str, "logging level of workers and scheduler"),
@@ -149,12 +162,18 @@ class Settings:
     hook: str
     webhook_url: str
     webhook_secret: str
+    dispatch_retry_delays: str
     console_refresh: float
     log_level: str
 
     @property
     def secret_key_file(self) -> Path:
         return self.var_dir / "secret.key"
+
+    @property
+    def retry_delays(self) -> list[int]:
+        """``dispatch_retry_delays`` as seconds: one retry per value."""
+        return [int(v) for v in self.dispatch_retry_delays.split(",") if v]
 
     def replace(self, **changes: Any) -> "Settings":
         return dataclasses.replace(self, **changes)

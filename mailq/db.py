@@ -30,6 +30,19 @@ _bound_url: str | None = None
 _bound_pid: int | None = None
 
 
+class _SqliteDatabase(peewee.SqliteDatabase):
+    """SQLite whose transactions take the write lock up front (``BEGIN IMMEDIATE``).
+
+    A plain ``BEGIN`` that reads and then writes fails at once with "database is
+    locked" when another process committed in between (the busy timeout cannot
+    help a deferred transaction upgrade its lock); several workers ingesting into
+    one file hit that on most polls. IMMEDIATE makes them queue on the busy timeout.
+    """
+
+    def begin(self, lock_type: str | None = None) -> None:
+        super().begin(lock_type or "IMMEDIATE")
+
+
 def make_database(url: str) -> peewee.Database:
     """A peewee database for ``url`` (not yet connected)."""
     scheme = urlparse(url).scheme
@@ -37,7 +50,7 @@ def make_database(url: str) -> peewee.Database:
         path = url[len("sqlite:///"):] if url.startswith("sqlite:///") else url[len("sqlite://"):]
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        return peewee.SqliteDatabase(path or ":memory:", pragmas=SQLITE_PRAGMAS, timeout=30)
+        return _SqliteDatabase(path or ":memory:", pragmas=SQLITE_PRAGMAS, timeout=30)
     if scheme in ("postgresql", "postgres"):
         db = _connect_url(url.replace("postgres://", "postgresql://", 1))
         db.autorollback = True

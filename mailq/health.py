@@ -109,3 +109,23 @@ def finish_error(run: PollRun, error: BaseException, settings: Settings, *, new:
                         Mailbox.last_poll_at: now, Mailbox.last_error: text, Mailbox.last_error_class: error_class,
                         Mailbox.updated_at: now}).where(Mailbox.id == run.mailbox_id).execute()
     return outcome
+
+
+def finish_interrupted(run: PollRun, error: BaseException) -> None:
+    """Best-effort close of a poll the database failed under; the mailbox's health is not its fault."""
+    try:
+        with errors_as_mailq():
+            PollRun.update(finished_at=utcnow(), outcome="error", error_class=error_class_of(error),
+                           error_text=one_line(str(error), limit=1000)).where(PollRun.id == run.id).execute()
+    except MailqError:
+        pass
+
+
+def close_abandoned(older_than: timedelta) -> int:
+    """Mark poll runs still ``running`` long after any poll could (a killed worker) as ``abandoned``."""
+    cutoff = utcnow() - older_than
+    with errors_as_mailq():
+        return (PollRun.update(finished_at=utcnow(), outcome="abandoned", error_class="abandoned",
+                               error_text="the worker running this poll died; the next poll picks up where it stopped")
+                .where((PollRun.outcome == "running") & (PollRun.started_at < cutoff)).execute())
+

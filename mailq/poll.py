@@ -102,7 +102,8 @@ def poll_mailbox(settings: Settings, mailbox_id: int, *, on_batch: Callable[[lis
                 result.new += folder_result.new
                 result.skipped += folder_result.skipped
                 result.more_pending = result.more_pending or folder_result.more_pending
-    except DatabaseError:
+    except DatabaseError as exc:
+        health.finish_interrupted(run, exc)
         raise
     except MailqError as exc:
         if folder_errors and isinstance(exc, (ImapConnectionError, ImapTimeoutError)):

@@ -155,16 +155,28 @@ def remove_mailbox(args) -> int:
 
 def pause_mailbox(args) -> int:
     settings = open_db(args)
-    mailbox = mailboxes.set_paused(mailboxes.get(args.ref), True)
-    _after_change(settings, mailbox)
+    mailbox = mailboxes.get(args.ref)
+    from .. import ops
+    from ..errors import QueueError
+
+    try:  # the database change stands with Redis down; the scheduler's next reconcile drops the schedule
+        ops.pause(settings, mailbox.id)
+    except QueueError as exc:
+        err.print(Text(f"warning: {exc}; the scheduler drops the schedule at its next reconcile"))
     out.print(Text(f"paused mailbox {mailbox.id} ({literal(mailbox.name)})"))
     return 0
 
 
 def resume_mailbox(args) -> int:
     settings = open_db(args)
-    mailbox = mailboxes.set_paused(mailboxes.get(args.ref), False)
-    _after_change(settings, mailbox)
+    mailbox = mailboxes.get(args.ref)
+    from .. import ops
+    from ..errors import QueueError
+
+    try:
+        ops.resume(settings, mailbox.id)
+    except QueueError as exc:
+        err.print(Text(f"warning: {exc}; the scheduler adds the schedule at its next reconcile"))
     out.print(Text(f"resumed mailbox {mailbox.id} ({literal(mailbox.name)})"))
     return 0
 
@@ -186,8 +198,22 @@ def test_mailbox(args) -> int:
 
 
 def _after_change(settings, mailbox: Mailbox) -> None:
-    """Bring the mailbox's recurring poll in line with its row (no-op until the farm is installed)."""
+    """Bring the mailbox's recurring poll in line with its row (new credentials after auth_error re-add it)."""
+    from .. import ops
+    from ..errors import QueueError
+
+    try:
+        ops.sync_mailbox(settings, mailbox.id)
+    except QueueError as exc:
+        err.print(Text(f"warning: {exc}; the scheduler schedules it at its next reconcile"))
 
 
 def _after_import(settings) -> None:
-    """Bring every recurring poll in line after a bulk import (no-op until the farm is installed)."""
+    """Reconcile every recurring poll once after a bulk import (Redis down: a warning, the import stands)."""
+    from .. import ops
+    from ..errors import QueueError
+
+    try:
+        ops.resync(settings)
+    except QueueError as exc:
+        err.print(Text(f"warning: {exc}; the scheduler reconciles at its next run"))

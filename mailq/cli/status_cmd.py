@@ -1,0 +1,52 @@
+"""``mailq status [--json]``: mailboxes by health, queues, workers, failed jobs, scheduler."""
+from __future__ import annotations
+
+from rich.table import Table
+from rich.text import Text
+
+from .. import ops
+from ..text import literal
+from .common import add_json, open_db, out, print_json
+
+_STATE_STYLE = {"ok": "green", "failing": "yellow", "auth_error": "red", "paused": "dim"}
+
+
+def register(sub) -> None:
+    p = sub.add_parser("status", help="mailboxes by health, queues, workers and failed jobs")
+    add_json(p)
+    p.set_defaults(handler=status)
+
+
+def status(args) -> int:
+    settings = open_db(args)
+    data = ops.status(settings)
+    if args.json:
+        print_json(data)
+        return 0
+    boxes = Table("mailboxes", "count", box=None, title_justify="left")
+    for state in ("ok", "failing", "auth_error", "paused"):
+        boxes.add_row(Text(state, style=_STATE_STYLE[state]), str(data["mailboxes"].get(state, 0)))
+    boxes.add_row("total", str(data["mailboxes"]["total"]))
+    out.print(boxes)
+    out.print()
+    queues = Table("queue", "queued", "started", "scheduled", "deferred", "failed", "finished", box=None)
+    for q in data["queues"]:
+        queues.add_row(q["name"], *(str(q[k]) for k in ("queued", "started", "scheduled", "deferred", "failed",
+                                                          "finished")))
+    out.print(queues)
+    out.print()
+    if data["workers"]:
+        workers = Table("worker", "state", "polling", "heartbeat age", "ok", "failed", box=None)
+        for w in data["workers"]:
+            polling = w["current_mailbox_name"] or w["current_job_id"] or "-"
+            age = f"{w['heartbeat_age_s']:.0f}s" if w["heartbeat_age_s"] is not None else "-"
+            workers.add_row(Text(literal(w["name"])), w["state"] + (" (stale)" if w["stale"] else ""),
+                            Text(literal(polling)), age, str(w["successes"]), str(w["failures"]))
+        out.print(workers)
+    else:
+        out.print("no workers running: start some with `mailq worker` (or `honcho start -c worker=N`)")
+    sched = data["scheduler"]
+    out.print(f"scheduler: {'running' if sched['alive'] else 'NOT RUNNING (start `mailq scheduler`)'}"
+              f"{', last reconcile ' + sched['last_reconcile_at'] if sched['last_reconcile_at'] else ''}")
+    out.print(f"failed jobs: {data['failed']}" + (" (see `mailq failed list`)" if data["failed"] else ""))
+    return 0

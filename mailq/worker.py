@@ -1,0 +1,59 @@
+"""``mailq worker``: a standard RQ worker on mailq's queues, in priority order.
+
+Nothing here is special on purpose: ``rq worker --with-scheduler email-high
+email workflow default`` with the same environment does the same job. The
+worker's built-in scheduler (``with_scheduler``) is what turns ``Retry`` of
+failed dispatches into new attempts; without any worker running it, retries
+wait in the ScheduledJobRegistry. SIGTERM is a warm shutdown: the current poll
+finishes (give it longer than honcho's 5 s in production, see docs/farm.md).
+"""
+from __future__ import annotations
+
+import logging
+import signal
+import time
+
+from rq import Worker
+
+from . import db
+from .config import Settings
+from .errors import QueueError
+from .queues import QUEUE_NAMES, all_queues, connect, errors_as_queue, register
+
+log = logging.getLogger("mailq.worker")
+
+
+def run(settings: Settings, *, burst: bool = False, name: str | None = None) -> bool:
+    """Work until stopped (or until the queues are empty with ``burst``); True if any job ran."""
+    conn = connect(settings, check=True, blocking=True)
+    # Import what every job needs once, here: each forked work-horse inherits it instead of
+    # paying the imports (IMAP client, MIME parsing, storage) on every single job.
+    from . import dispatch, jobs, poll  # noqa: F401
+
+    db.close()  # each work-horse binds its own connection after fork; the parent never uses one
+    worked, wait, first = False, 1.0, True
+    while True:
+        try:
+            with errors_as_queue(settings):
+                register(conn)
+                worker = Worker(all_queues(settings, conn), connection=conn, name=name)
+                worked = worker.work(burst=burst, with_scheduler=True,
+                                     logging_level=settings.log_level.upper()) or worked
+            if burst or worker._stop_requested:
+                return worked
+        except QueueError:
+            if first:
+                raise  # at start, a Redis that isn't there is the operator's error to fix
+        first = False
+        # RQ's loop quits on a Redis error (a restart, a failover). Under honcho one exiting process stops
+        # the whole farm, so wait for Redis and carry on as a fresh worker instead.
+        log.warning("worker stopped unexpectedly (Redis gone?); reconnecting in %.0fs", wait)
+        for sig in (signal.SIGTERM, signal.SIGINT):  # no job runs now: a stop request may simply end us
+            signal.signal(sig, signal.SIG_DFL)
+        time.sleep(wait)
+        wait = min(wait * 2, 30.0)
+
+
+def command_line() -> str:
+    """The equivalent plain ``rq`` command, for docs and ``--help``."""
+    return "rq worker --with-scheduler " + " ".join(QUEUE_NAMES)

@@ -1,0 +1,157 @@
+#!/usr/bin/env python
+"""End-to-end ingest benchmark: N mailboxes x M realistic messages through ``honcho start -c worker=W``.
+
+Everything is private and thrown away afterwards: a Dovecot and a redis-server
+under a temporary directory, and a fresh SQLite file or PostgreSQL database.
+The clock starts when honcho starts and stops when the last row is stored.
+
+    /work/venv/bin/python scripts/farm_ingest.py                       # 100 x 20, 5 workers, SQLite
+    /work/venv/bin/python scripts/farm_ingest.py --database postgresql://postgres@127.0.0.1:5432/test
+    /work/venv/bin/python scripts/farm_ingest.py --interval 10         # first polls jittered over 10 s
+
+Prints one JSON line with the timings.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from mailq.testbed.dovecot import Dovecot  # noqa: E402
+from mailq.testbed.mailgen import make_messages  # noqa: E402
+from mailq.testbed.redisd import RedisServer  # noqa: E402
+
+
+def _database(url: str | None, root: Path) -> tuple[str, callable]:
+    if not url or url == "sqlite":
+        return f"sqlite:///{root / 'mailq.db'}", lambda: None
+    import psycopg2
+
+    name = f"mailq_bench_{uuid.uuid4().hex[:8]}"
+    admin = psycopg2.connect(url)
+    admin.autocommit = True
+    with admin.cursor() as cur:
+        cur.execute(f'CREATE DATABASE "{name}"')
+
+    def drop():
+        with admin.cursor() as cur:
+            cur.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,))
+            cur.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        admin.close()
+    return f"{url.rsplit('/', 1)[0]}/{name}", drop
+
+
+def _count(database_url: str) -> int:
+    from mailq import db
+    from mailq.models import Message
+
+    db.bind(database_url)
+    try:
+        return Message.select().count()
+    finally:
+        db.close()
+
+
+def _runs(database_url: str) -> dict[str, int]:
+    """Poll runs by outcome (and error class), to see what a slow run was waiting on."""
+    import peewee as pw
+
+    from mailq import db
+    from mailq.models import PollRun
+
+    db.bind(database_url)
+    try:
+        rows = (PollRun.select(PollRun.outcome, PollRun.error_class, pw.fn.COUNT(PollRun.id))
+                .group_by(PollRun.outcome, PollRun.error_class).tuples())
+        return {f"{o}{'/' + e if e else ''}": n for o, e, n in rows}
+    finally:
+        db.close()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--mailboxes", type=int, default=100)
+    ap.add_argument("--messages", type=int, default=20, help="per mailbox")
+    ap.add_argument("--workers", type=int, default=5)
+    ap.add_argument("--interval", type=int, default=60, help="poll interval of every mailbox (first runs jittered over it)")
+    ap.add_argument("--database", help="sqlite (default) or a PostgreSQL admin URL to create a throw-away database in")
+    ap.add_argument("--timeout", type=float, default=900)
+    args = ap.parse_args()
+
+    venv_bin = Path(sys.executable).parent
+    with tempfile.TemporaryDirectory(prefix="mailq-ingest-") as tmp:
+        root = Path(tmp)
+        dovecot, redis_server = Dovecot(root / "dovecot"), RedisServer(root / "redis")
+        dovecot.start()
+        redis_server.start()
+        database_url, drop_database = _database(args.database, root)
+        honcho = None
+        try:
+            users = {f"bench{i:04d}": f"pw{i}" for i in range(args.mailboxes)}
+            dovecot.add_users(users)
+            corpus = make_messages(args.messages * 5, seed=42)
+            dovecot.deliver_many((u, corpus[(i * 7 + j) % len(corpus)])
+                                 for i, u in enumerate(users) for j in range(args.messages))
+            dovecot.index()
+            total = args.mailboxes * args.messages
+
+            from cryptography.fernet import Fernet
+
+            env = {**os.environ, "PATH": f"{venv_bin}:{os.environ.get('PATH', '')}", "TZ": "UTC",
+                   "MAILQ_DATABASE_URL": database_url, "MAILQ_REDIS_URL": redis_server.url,
+                   "MAILQ_VAR_DIR": str(root / "var"), "MAILQ_STORAGE_URL": f"file://{root / 'var' / 'blobs'}",
+                   "MAILQ_SECRET_KEY": Fernet.generate_key().decode(), "MAILQ_LOG_LEVEL": "WARNING"}
+            run = lambda *a, **kw: subprocess.run([str(venv_bin / "mailq"), *a], env=env, cwd=root, check=True,  # noqa: E731
+                                                  capture_output=True, text=True, **kw)
+            run("db", "upgrade")
+            csv = root / "mailboxes.csv"
+            csv.write_text("".join(f"{u},127.0.0.1,{dovecot.imap_port},plain,{u},{p},INBOX,{args.interval},normal\n"
+                                   for u, p in users.items()))
+            run("mailbox", "import", str(csv))
+
+            started = time.monotonic()
+            honcho = subprocess.Popen([str(venv_bin / "honcho"), "-f", str(REPO / "Procfile"), "-d", str(root),
+                                       "start", "-c", f"worker={args.workers}"],
+                                      env=env, stdout=open(root / "honcho.log", "wb"), stderr=subprocess.STDOUT,
+                                      start_new_session=True)
+            first = None
+            while True:
+                n = _count(database_url)
+                now = time.monotonic() - started
+                if n and first is None:
+                    first = now
+                if n >= total:
+                    break
+                if now > args.timeout or honcho.poll() is not None:
+                    raise SystemExit(f"gave up after {now:.0f}s with {n}/{total} rows\n"
+                                     + (root / "honcho.log").read_text(errors="replace")[-3000:])
+                time.sleep(0.1)
+            elapsed = time.monotonic() - started
+            print(json.dumps({"mailboxes": args.mailboxes, "messages": total, "workers": args.workers,
+                              "interval": args.interval, "database": database_url.split(":")[0],
+                              "first_row_s": round(first or 0, 2), "last_row_s": round(elapsed, 2),
+                              "messages_per_s": round(total / elapsed, 1), "poll_runs": _runs(database_url)}))
+        finally:
+            if honcho is not None and honcho.poll() is None:
+                os.killpg(honcho.pid, signal.SIGTERM)
+                try:
+                    honcho.wait(15)
+                except subprocess.TimeoutExpired:
+                    os.killpg(honcho.pid, signal.SIGKILL)
+            redis_server.stop()
+            dovecot.stop()
+            drop_database()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,46 @@
+"""No pile-up, no overlap: two schedulers, and a farm with too few workers."""
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from mailq.queues import connect
+
+from .helpers import wait_for
+from .farm_helpers import add_mailboxes, farm, overlapping_runs, runs_of  # noqa: F401
+
+pytestmark = pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
+
+
+def test_two_schedulers_never_poll_a_mailbox_more_often_than_its_interval_nor_twice_at_once(settings, dovecot, farm):
+    interval = 2
+    boxes = add_mailboxes(settings, dovecot, "two", [3] * 12, interval=interval)
+    ids = [m.id for m, _, _ in boxes]
+    farm.scheduler("scheduler-a")
+    farm.scheduler("scheduler-b")
+    farm.worker("two-w0")
+    farm.worker("two-w1")
+
+    wait_for(lambda: all(len(runs_of(m)) >= 4 for m in ids), timeout=60, what="four polls of every mailbox")
+    farm.assert_alive()
+    assert overlapping_runs(ids) == []
+    for mid in ids:
+        starts = [r.started_at for r in runs_of(mid)]
+        gaps = [(b - a).total_seconds() for a, b in zip(starts, starts[1:])]
+        assert min(gaps) >= interval - 0.05, (mid, gaps)
+
+
+def test_with_too_few_workers_the_email_queue_never_holds_more_polls_than_mailboxes(settings, dovecot, farm):
+    boxes = add_mailboxes(settings, dovecot, "few", [1] * 40, interval=1)
+    farm.scheduler()
+    farm.worker("few-w0")
+    conn = connect(settings)
+    lengths = []
+    deadline = time.monotonic() + 8
+    while time.monotonic() < deadline:
+        lengths.append(conn.llen("rq:queue:email"))
+        time.sleep(0.05)
+    farm.assert_alive()
+    assert max(lengths) <= len(boxes)
+    assert max(lengths) >= len(boxes) // 2, "the test must actually overload the worker"
