@@ -1,0 +1,5 @@
+import sys
+
+from mailq.chaos.cli import main
+
+sys.exit(main())

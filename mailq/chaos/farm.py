@@ -1,0 +1,196 @@
+"""A private farm: redis-server, Dovecot, a database, a scheduler and W workers, all under one root.
+
+Nothing here touches the machine's Redis on 6379 or any shared database: Redis
+and Dovecot listen on free loopback ports, SQLite lives under the root, and for
+PostgreSQL a database of its own is created and dropped afterwards.
+"""
+from __future__ import annotations
+
+import csv
+import os
+import secrets
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+from cryptography.fernet import Fernet
+
+from mailq import config, db
+from mailq.chaos.procs import FarmProcess, Supervisor
+from mailq.testbed.dovecot import Dovecot
+from mailq.testbed.redisd import RedisServer
+
+PG_ADMIN_DSN = os.environ.get("MAILQ_CHAOS_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+"""Admin connection used to create and drop the farm's own PostgreSQL database."""
+
+CHILD_BASE_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "VIRTUAL_ENV")
+
+
+class FarmError(RuntimeError):
+    """Raised when the farm cannot be set up (a CLI step failed, a service did not start)."""
+
+
+class Farm:
+    """Everything one scenario runs on; use as a context manager so every child is gone afterwards."""
+
+    def __init__(self, root: Path, db_kind: str = "sqlite", interval: int = 2, settings_env: dict | None = None):
+        if db_kind not in ("sqlite", "postgresql"):
+            raise ValueError(f"db_kind must be sqlite or postgresql, got {db_kind!r}")
+        self.root = Path(root).absolute()
+        self.db_kind = db_kind
+        self.interval = interval
+        self.extra_env = dict(settings_env or {})
+        self.redis = RedisServer(self.root / "redis")
+        self.dovecot = Dovecot(self.root / "dovecot")
+        self.supervisor = Supervisor()
+        self.passwords: dict[str, str] = {}  # IMAP user -> current password on the server
+        self.mailbox_ids: dict[str, int] = {}  # IMAP user -> mailbox id
+        self.pg_name: str | None = None
+        self.settings: config.Settings | None = None
+        self.env: dict[str, str] = {}
+        self.schedulers: list[FarmProcess] = []
+        self.workers: list[FarmProcess] = []
+
+    # -- lifecycle -------------------------------------------------------
+
+    def __enter__(self) -> "Farm":
+        try:
+            self.start_services()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def start_services(self) -> None:
+        (self.root / "var").mkdir(parents=True, exist_ok=True)
+        self.redis.start()
+        self.dovecot.start()
+        database_url = self._create_database()
+        env = {
+            "MAILQ_VAR_DIR": str(self.root / "var"),
+            "MAILQ_DATABASE_URL": database_url,
+            "MAILQ_STORAGE_URL": f"file://{self.root / 'var' / 'blobs'}",
+            "MAILQ_REDIS_URL": self.redis.url,
+            "MAILQ_SECRET_KEY": Fernet.generate_key().decode(),
+            "MAILQ_POLL_INTERVAL": str(self.interval),
+            "MAILQ_CONNECT_TIMEOUT": "3",
+            "MAILQ_READ_TIMEOUT": "10",
+            "MAILQ_SCHEDULER_INTERVAL": "0.5",
+            "MAILQ_RECONCILE_INTERVAL": "3",
+            "MAILQ_LOCK_TTL": "10",
+            "MAILQ_BACKOFF_BASE": "1",
+            "MAILQ_BACKOFF_MAX": "4",
+            "MAILQ_JOB_TIMEOUT": "60",  # also bounds how long a lost claim can hold a mailbox (see docs/chaos.md)
+            "MAILQ_POLL_BUDGET_SECONDS": "10",
+        }
+        env.update(self.extra_env)
+        self.settings = config.load(env, env_file=None)
+        base = {k: os.environ[k] for k in CHILD_BASE_ENV if k in os.environ}
+        self.env = {**base, "TZ": "UTC", "PYTHONUNBUFFERED": "1", "COLUMNS": "200", **self.settings.as_env()}
+        self.cli("db", "upgrade")
+        db.bind(self.settings.database_url)
+        self.supervisor.start()
+
+    def close(self) -> None:
+        """Stop every child process and service; drop the PostgreSQL database. Safe to call twice."""
+        errors = []
+        for step in (self.supervisor.stop_all, db.close, self.redis.stop, self.dovecot.stop, self._drop_database):
+            try:
+                step()
+            except Exception as exc:  # keep tearing down; report the first problem at the end
+                errors.append(exc)
+        if errors:
+            print(f"chaos: teardown problem: {errors[0]!r}", file=sys.stderr)
+
+    def _create_database(self) -> str:
+        if self.db_kind == "sqlite":
+            return f"sqlite:///{self.root / 'var' / 'mailq.db'}"
+        import psycopg2
+
+        self.pg_name = f"mailq_chaos_{uuid.uuid4().hex[:10]}"
+        conn = psycopg2.connect(PG_ADMIN_DSN)
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            cur.execute(f'CREATE DATABASE "{self.pg_name}"')
+        conn.close()
+        return f"{PG_ADMIN_DSN.rsplit('/', 1)[0]}/{self.pg_name}"
+
+    def _drop_database(self) -> None:
+        if not self.pg_name:
+            return
+        import psycopg2
+
+        conn = psycopg2.connect(PG_ADMIN_DSN)
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            cur.execute(f'ALTER DATABASE "{self.pg_name}" ALLOW_CONNECTIONS true')
+            cur.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (self.pg_name,))
+            cur.execute(f'DROP DATABASE IF EXISTS "{self.pg_name}"')
+        conn.close()
+        self.pg_name = None
+
+    # -- the CLI and the processes --------------------------------------
+
+    def cli(self, *args: str, stdin: str | None = None, timeout: float = 120, check: bool = True) -> subprocess.CompletedProcess:
+        """Run `mailq ARGS` as a real process with the farm's settings."""
+        proc = subprocess.run([sys.executable, "-m", "mailq", *args], env=self.env, cwd=self.root, input=stdin,
+                              capture_output=True, text=True, timeout=timeout)
+        if check and proc.returncode != 0:
+            raise FarmError(f"`mailq {' '.join(args)}` exited {proc.returncode}: {proc.stderr.strip()[-2000:]}")
+        return proc
+
+    def add_mailboxes(self, count: int, prefix: str = "box", interval: int | None = None) -> list[str]:
+        """Create `count` IMAP users with random passwords and import them with `mailq mailbox import`."""
+        start = len(self.passwords)
+        users = {f"{prefix}{start + i:04d}": f"chaos-{secrets.token_hex(10)}" for i in range(count)}
+        self.dovecot.add_users(users)
+        self.passwords.update(users)
+        path = self.root / f"import-{start}.csv"
+        with open(path, "w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(["name", "host", "port", "security", "username", "password", "folders", "interval", "priority"])
+            for user, password in users.items():
+                writer.writerow([user, "127.0.0.1", self.dovecot.imap_port, "plain", user, password, "INBOX",
+                                 interval or self.interval, "normal"])
+        try:
+            self.cli("mailbox", "import", str(path))
+        finally:
+            path.unlink(missing_ok=True)  # the CSV holds passwords: gone as soon as imported
+        from mailq.models import Mailbox
+
+        db.close()
+        for m in Mailbox.select(Mailbox.id, Mailbox.name).where(Mailbox.name.in_(list(users))):
+            self.mailbox_ids[m.name] = m.id
+        return list(users)
+
+    def command(self, name: str) -> list[str]:
+        """The command line of a farm process: `mailq scheduler`, `mailq worker` (DESIGN section 8)."""
+        return [sys.executable, "-m", "mailq", name]
+
+    def start_scheduler(self) -> FarmProcess:
+        p = self.supervisor.add(FarmProcess(f"scheduler-{len(self.schedulers) + 1}", self.command("scheduler"), self.env,
+                                            self.root / "logs", self.root))
+        self.schedulers.append(p)
+        p.start()
+        return p
+
+    def start_worker(self) -> FarmProcess:
+        p = self.supervisor.add(FarmProcess(f"worker-{len(self.workers) + 1}", self.command("worker"), self.env,
+                                            self.root / "logs", self.root))
+        self.workers.append(p)
+        p.start()
+        return p
+
+    def start_farm(self, workers: int, schedulers: int = 1) -> None:
+        for _ in range(schedulers):
+            self.start_scheduler()
+        for _ in range(workers):
+            self.start_worker()
+
+    def logs(self) -> str:
+        """Everything the farm's processes wrote to stdout/stderr so far."""
+        return "".join(p.log_text() for p in self.supervisor.processes)

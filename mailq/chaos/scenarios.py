@@ -1,0 +1,406 @@
+"""The scenarios: one kind of fault each (or a seeded mix), run on a fresh private farm.
+
+Each scenario function gets a `Run` (farm, feeder, watcher, rng, sizes) while
+mail is arriving, injects its fault, and returns the recovery times it
+measured: from the fault ending to every message delivered so far being in
+the database. The runner then stops the feed, drains and verifies.
+"""
+from __future__ import annotations
+
+import random
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from mailq import db
+from mailq.chaos import faults
+from mailq.chaos.farm import Farm
+from mailq.chaos.feed import Feeder, Watcher, percentile
+from mailq.chaos.verify import verify_farm
+
+DRAIN_TIMEOUT = 180.0
+"""Seconds the farm gets to store everything after the feed stops."""
+
+
+@dataclass
+class Size:
+    mailboxes: int = 10
+    rate: float = 10.0  # messages per second, over all mailboxes
+    trials: int = 1
+    fault_s: float = 5.0  # how long a server stays down / a lock is held
+    workers: int = 3
+    interval: int = 2
+    flood: int = 0
+
+
+@dataclass
+class Result:
+    scenario: str
+    trials: int
+    messages: int
+    lost: int
+    duplicated: int
+    recovery_s: float | None
+    ok: bool = True
+    notes: dict = field(default_factory=dict)
+
+    def as_json(self) -> dict:
+        return {"scenario": self.scenario, "trials": self.trials, "messages": self.messages, "lost": self.lost,
+                "duplicated": self.duplicated,
+                "recovery_s": None if self.recovery_s is None else round(self.recovery_s, 2),
+                "ok": self.ok, "notes": self.notes}
+
+
+class Stuck(Exception):
+    """Raised when the farm does not catch up within the deadline (a stuck mailbox or a dead farm)."""
+
+
+@dataclass
+class Run:
+    farm: Farm
+    feeder: Feeder
+    watcher: Watcher
+    rng: random.Random
+    size: Size
+    notes: dict
+    log: Callable[[str], None]
+
+    def recover(self, fault_end: float, timeout: float = 120.0) -> float:
+        """Seconds from fault_end until every message delivered so far is stored."""
+        pending = list(self.feeder.deliveries)
+        seen_at = self.watcher.wait_for(pending, timeout)
+        if seen_at is None:
+            missing = sum(1 for d in pending if d.sha256 not in self.watcher.seen)
+            raise Stuck(f"not caught up {timeout:.0f}s after the fault: {missing} message(s) still missing")
+        return max(0.0, seen_at - fault_end)
+
+    def pause(self, low: float, high: float) -> None:
+        faults.hold(self.rng.uniform(low, high))
+
+
+# -- scenarios --------------------------------------------------------------
+
+def worker_kill(run: Run) -> list[float]:
+    """SIGKILL random workers at random moments (busy ones preferred), restarted by the supervisor."""
+    workers, end = run.farm.workers, time.monotonic()
+    group_kills = 0
+    for _ in range(run.size.trials):
+        run.pause(0.3, 2.5)
+        _wait_alive(workers)
+        busy = [w for w in workers if w.busy()]
+        victim = run.rng.choice(busy if busy and run.rng.random() < 0.7 else workers)
+        group = run.rng.random() < 0.8  # else the main process only: its work-horse finishes as an orphan
+        group_kills += group
+        down = run.rng.uniform(0.0, 1.0)
+        victim.sigkill(hold=down, group=group)
+        end = time.monotonic() + down
+    run.notes["group_kills"] = group_kills
+    _wait_alive(workers)
+    return [run.recover(end)]
+
+
+def scheduler_kill(run: Run) -> list[float]:
+    """SIGKILL the scheduler, keep it down 1-4 s, let the supervisor restart it; repeat."""
+    out = []
+    for _ in range(run.size.trials):
+        run.pause(1.0, 3.0)
+        down = run.rng.uniform(1.0, 4.0)
+        run.farm.schedulers[0].sigkill(hold=down)
+        end = time.monotonic() + down
+        _wait_alive(run.farm.schedulers)
+        out.append(run.recover(end))
+    return out
+
+
+def two_schedulers(run: Run) -> list[float]:
+    """Two schedulers at once (started by the runner); watch for pile-up, then SIGKILL one of them."""
+    peak = 0
+    for _ in range(max(1, int(run.size.fault_s * 2))):
+        peak = max(peak, sum(faults.queue_lengths(run.farm).values()))
+        faults.hold(0.5)
+    run.notes["peak_queued"] = peak
+    run.notes["mailboxes"] = run.size.mailboxes
+    out = []
+    for _ in range(run.size.trials):
+        victim = run.rng.choice(run.farm.schedulers)
+        victim.sigkill(hold=2.0)
+        end = time.monotonic() + 2.0
+        out.append(run.recover(end))
+        _wait_alive(run.farm.schedulers)
+    return out
+
+
+def redis_flush(run: Run) -> list[float]:
+    out = []
+    for _ in range(run.size.trials):
+        run.pause(1.0, 3.0)
+        faults.redis_flush(run.farm)
+        out.append(run.recover(time.monotonic()))
+    return out
+
+
+def redis_restart(run: Run) -> list[float]:
+    out = []
+    for _ in range(run.size.trials):
+        run.pause(1.0, 3.0)
+        faults.redis_down(run.farm, run.size.fault_s)
+        out.append(run.recover(time.monotonic()))
+    return out
+
+
+def dovecot_down(run: Run) -> list[float]:
+    out = []
+    for _ in range(run.size.trials):
+        run.pause(1.0, 2.0)
+        faults.dovecot_down(run.farm, run.size.fault_s)
+        out.append(run.recover(time.monotonic()))
+    return out
+
+
+def uidvalidity(run: Run) -> list[float]:
+    """New UIDVALIDITY for `trials` mailboxes: half keep their UIDs, half are renumbered from 1."""
+    users = run.rng.sample(list(run.farm.passwords), min(run.size.trials, len(run.farm.passwords)))
+    renumbered = 0
+    for i, user in enumerate(users):
+        renumber = i % 2 == 1
+        renumbered += renumber
+        faults.change_uidvalidity(run.farm, user, renumber)
+        run.pause(0.1, 0.8)
+    run.notes["renumbered"] = renumbered
+    return [run.recover(time.monotonic())]
+
+
+def db_unavailable(run: Run) -> list[float]:
+    out = []
+    for _ in range(run.size.trials):
+        run.pause(1.0, 2.0)
+        faults.database_unavailable(run.farm, run.size.fault_s)
+        out.append(run.recover(time.monotonic()))
+    run.notes["fault_s"] = run.size.fault_s
+    return out
+
+
+def password_change(run: Run) -> list[float]:
+    """One mailbox's password changes on the server: it must park in auth_error after ONE failed login."""
+    from mailq.models import Mailbox
+
+    victim = run.rng.choice(list(run.farm.passwords))
+    run.feeder.active.remove(victim)  # its mail so far must be stored first; nothing new can be fetched after
+    run.recover(time.monotonic())
+    before = faults.failed_logins(run.farm, victim)
+    faults.change_password(run.farm, victim)
+    changed = time.monotonic()
+    mailbox_id = run.farm.mailbox_ids[victim]
+
+    def state() -> str | None:
+        try:
+            return Mailbox.get_by_id(mailbox_id).state
+        except Exception:
+            return None
+        finally:
+            db.close()
+
+    deadline = changed + 60
+    while state() != "auth_error" and time.monotonic() < deadline:
+        faults.hold(0.2)
+    detected = time.monotonic() - changed
+    # Then several more intervals in which no further login may happen (waiting for a non-event, bounded).
+    faults.hold(3 * run.size.interval + 2)
+    final = state()
+    attempts = faults.failed_logins(run.farm, victim) - before
+    run.notes.update(victim_state=final, failed_logins=attempts, detect_s=round(detected, 2))
+    if final != "auth_error" or attempts != 1:
+        run.notes["problem"] = f"expected auth_error after exactly 1 failed login, got {final} after {attempts}"
+    return []
+
+
+def flood(run: Run) -> list[float]:
+    """`flood` messages land at once in one extra mailbox; the others' latency before vs during."""
+    flood_user = run.farm.add_mailboxes(1, prefix="flood")[0]
+    others = list(run.feeder.active)
+    before_start = time.monotonic()
+    faults.hold(max(5.0, run.size.fault_s))
+    run.recover(time.monotonic())
+    before = [d for d in run.feeder.deliveries if d.user in others and d.at >= before_start]
+    t0 = time.monotonic()
+    batch = run.feeder.deliver(flood_user, run.size.flood)
+    seen = run.watcher.wait_for(batch, timeout=max(120.0, run.size.flood / 20))
+    if seen is None:
+        raise Stuck(f"the flood of {run.size.flood} was not stored in time")
+    during = [d for d in run.feeder.deliveries if d.user in others and t0 <= d.at <= seen]
+    p_before = percentile(run.watcher.latencies(before), 95)
+    p_during = percentile(run.watcher.latencies(during), 95)
+    run.notes.update(flood=run.size.flood, flood_drain_s=round(seen - t0, 2),
+                     flood_rate=round(run.size.flood / max(seen - t0, 1e-6), 1),
+                     p95_before_s=p_before and round(p_before, 2), p95_during_s=p_during and round(p_during, 2),
+                     others=len(others))
+    return [seen - t0]
+
+
+MIX_FAULTS = ["worker-kill", "scheduler-kill", "redis-flush", "redis-restart", "dovecot-down", "uidvalidity",
+              "db-unavailable"]
+
+
+def mix(run: Run) -> list[float]:
+    """A seeded random sequence of single faults, each followed by its recovery."""
+    out, done = [], []
+    short = max(2.0, run.size.fault_s / 2)
+    for _ in range(run.size.trials):
+        kind = run.rng.choice(MIX_FAULTS)
+        done.append(kind)
+        run.pause(0.5, 2.0)
+        run.log(f"  mix: {kind}")
+        if kind == "worker-kill":
+            run.rng.choice(run.farm.workers).sigkill(hold=0.5)
+            end = time.monotonic() + 0.5
+            _wait_alive(run.farm.workers)
+        elif kind == "scheduler-kill":
+            run.farm.schedulers[0].sigkill(hold=2.0)
+            end = time.monotonic() + 2.0
+            _wait_alive(run.farm.schedulers)
+        elif kind == "redis-flush":
+            faults.redis_flush(run.farm)
+            end = time.monotonic()
+        elif kind == "redis-restart":
+            faults.redis_down(run.farm, short)
+            end = time.monotonic()
+        elif kind == "dovecot-down":
+            faults.dovecot_down(run.farm, short)
+            end = time.monotonic()
+        elif kind == "uidvalidity":
+            faults.change_uidvalidity(run.farm, run.rng.choice(list(run.farm.passwords)), run.rng.random() < 0.5)
+            end = time.monotonic()
+        else:
+            faults.database_unavailable(run.farm, short)
+            end = time.monotonic()
+        out.append(run.recover(end))
+    run.notes["faults"] = done
+    return out
+
+
+def max_poll_gap() -> float | None:
+    """Longest time between two poll starts of one mailbox (a stuck mailbox shows here), in seconds."""
+    from mailq.models import PollRun
+
+    try:
+        last: dict[int, object] = {}
+        worst = 0.0
+        for mailbox_id, started in (PollRun.select(PollRun.mailbox, PollRun.started_at)
+                                    .where(PollRun.outcome != "auth_error")
+                                    .order_by(PollRun.mailbox, PollRun.started_at).tuples()):
+            if mailbox_id in last:
+                worst = max(worst, (started - last[mailbox_id]).total_seconds())
+            last[mailbox_id] = started
+        return round(worst, 1)
+    except Exception:
+        return None
+    finally:
+        db.close()
+
+
+def _wait_alive(processes, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not all(p.alive() for p in processes):
+        if time.monotonic() > deadline:
+            raise Stuck("a killed process was not restarted")
+        faults.hold(0.05)
+
+
+@dataclass
+class Scenario:
+    name: str
+    func: Callable[[Run], list[float]]
+    full: Size
+    quick: Size
+    schedulers: int = 1
+    doc: str = ""
+
+
+SCENARIOS: dict[str, Scenario] = {s.name: s for s in [
+    Scenario("worker-kill", worker_kill, Size(mailboxes=20, rate=20, trials=20, workers=4),
+             Size(mailboxes=8, rate=12, trials=6), doc="SIGKILL random workers at random moments, restarted"),
+    Scenario("scheduler-kill", scheduler_kill, Size(mailboxes=20, rate=20, trials=5),
+             Size(mailboxes=8, rate=12, trials=2), doc="SIGKILL the scheduler, restart after 1-4 s"),
+    Scenario("two-schedulers", two_schedulers, Size(mailboxes=20, rate=20, trials=3, fault_s=20),
+             Size(mailboxes=8, rate=12, trials=1, fault_s=5), schedulers=2,
+             doc="two schedulers at once, then SIGKILL one"),
+    Scenario("redis-flush", redis_flush, Size(mailboxes=20, rate=20, trials=5),
+             Size(mailboxes=8, rate=12, trials=2), doc="FLUSHDB on the farm's Redis"),
+    Scenario("redis-restart", redis_restart, Size(mailboxes=20, rate=20, trials=3, fault_s=10),
+             Size(mailboxes=8, rate=12, trials=1, fault_s=3), doc="redis-server stopped, then started empty"),
+    Scenario("dovecot-down", dovecot_down, Size(mailboxes=20, rate=20, trials=2, fault_s=30),
+             Size(mailboxes=8, rate=12, trials=1, fault_s=5), doc="the IMAP server stopped for a while"),
+    Scenario("uidvalidity", uidvalidity, Size(mailboxes=20, rate=20, trials=8),
+             Size(mailboxes=8, rate=12, trials=4), doc="new UIDVALIDITY (UIDs kept / renumbered) mid-run"),
+    Scenario("db-unavailable", db_unavailable, Size(mailboxes=20, rate=20, trials=2, fault_s=45),
+             Size(mailboxes=8, rate=12, trials=1, fault_s=8),
+             doc="SQLite write lock held / PostgreSQL refusing connections"),
+    Scenario("password-change", password_change, Size(mailboxes=20, rate=20),
+             Size(mailboxes=6, rate=10), doc="a password changed on the server mid-run"),
+    Scenario("flood", flood, Size(mailboxes=99, rate=20, flood=10_000, workers=4, interval=5, fault_s=20),
+             Size(mailboxes=19, rate=10, flood=2_000, workers=3, interval=3, fault_s=6),
+             doc="10,000 new messages in one mailbox while 99 others keep their latency"),
+    Scenario("mix", mix, Size(mailboxes=20, rate=20, trials=10, fault_s=8),
+             Size(mailboxes=8, rate=12, trials=4, fault_s=4), doc="a seeded random mix of the faults above"),
+]}
+
+
+def run_scenario(name: str, *, quick: bool, seed: int, db_kind: str, root: Path | None = None,
+                 keep: bool = False, log: Callable[[str], None] = print, size: Size | None = None) -> Result:
+    """Set up a fresh farm, feed mail, inject the scenario's faults, drain, verify; never leaves a child behind."""
+    scenario = SCENARIOS[name]
+    size = size or (scenario.quick if quick else scenario.full)
+    rng = random.Random(f"{seed}:{name}")
+    base = Path(tempfile.mkdtemp(prefix=f"chaos-{name}-", dir=root))
+    notes: dict = {}
+    recoveries: list[float] = []
+    started = time.monotonic()
+    try:
+        with Farm(base, db_kind=db_kind, interval=size.interval) as farm:
+            users = farm.add_mailboxes(size.mailboxes)
+            feeder = Feeder(farm.dovecot, users, size.rate, seed=rng.randrange(1 << 30))
+            watcher = Watcher().start()
+            try:
+                farm.start_farm(size.workers, schedulers=scenario.schedulers)
+                feeder.start()
+                run = Run(farm, feeder, watcher, rng, size, notes, log)
+                faults.hold(1.0)  # some mail in flight, then make sure the farm works before any fault
+                run.recover(time.monotonic(), timeout=90)
+                log(f"  {name}: farm up, injecting")
+                try:
+                    recoveries = scenario.func(run)
+                except Stuck as exc:
+                    notes["problem"] = str(exc)
+                feeder.stop()
+                if watcher.wait_for(list(feeder.deliveries), DRAIN_TIMEOUT) is None:
+                    notes.setdefault("problem", f"not drained within {DRAIN_TIMEOUT:.0f}s after the feed stopped")
+            finally:
+                feeder._stop.set()
+                watcher.stop()
+            verdict = verify_farm(farm)
+            notes.update(crashes=farm.supervisor.crashes, kills=farm.supervisor.kills,
+                         db_errors_seen_by_harness=watcher.db_errors, max_poll_gap_s=max_poll_gap())
+            for label in ("extra", "rekeyed", "mismatched", "blob_bad", "skipped"):
+                if getattr(verdict, label):
+                    notes[label] = getattr(verdict, label)
+            if verdict.lost_detail:
+                notes["lost_examples"] = verdict.lost_detail[:5]
+            if verdict.dup_detail:
+                notes["dup_examples"] = verdict.dup_detail[:5]
+            notes["logs"] = str(base / "logs")
+    except Exception as exc:
+        notes["problem"] = f"harness error: {exc!r}"
+        keep = True
+        return Result(name, size.trials, 0, -1, -1, None, ok=False, notes=notes)
+    finally:
+        notes["elapsed_s"] = round(time.monotonic() - started, 1)
+        if not keep and "problem" not in notes:
+            shutil.rmtree(base, ignore_errors=True)
+        else:
+            notes["kept"] = str(base)
+    ok = verdict.lost == 0 and verdict.duplicated == 0 and verdict.extra == 0 and "problem" not in notes
+    return Result(name, size.trials, verdict.messages, verdict.lost, verdict.duplicated,
+                  max(recoveries) if recoveries else None, ok=ok, notes=notes)
