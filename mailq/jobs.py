@@ -41,8 +41,9 @@ def queued_ttl(settings: Settings) -> int:
     return max(settings.job_timeout, 60)
 
 
-CLAIM_GRACE_S = 30
-"""A claim no running poll has adopted yet is trusted this long before its job is looked for in its queue."""
+CLAIM_GRACE_S = 10
+"""A claim no running poll has adopted yet is trusted this long before its job is looked for in its queue.
+Wrongly judging it dead costs one redundant job, never an overlap: the poll that fails to adopt its claim skips."""
 
 
 def _claim_is_dead(settings: Settings, conn: redis.Redis, mailbox_id: int, token: str) -> bool:
