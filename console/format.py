@@ -1,0 +1,79 @@
+"""Cell formatting shared by every view: relative times, counts, states, literal text.
+
+Everything that came from mail or a server goes through :func:`cell` so it is
+rendered as ``rich.text.Text`` (never markup) with control characters neutralised.
+Relative times take ``now`` from the data source, so snapshots use a fixed clock.
+"""
+from __future__ import annotations
+
+from datetime import datetime
+
+from rich.text import Text
+
+from mailq.text import literal, one_line
+
+DASH = "—"
+
+STATE_STYLES = {
+    "ok": "green",
+    "failing": "yellow",
+    "auth_error": "bold red",
+    "paused": "dim",
+}
+
+
+def cell(value: object, limit: int | None = 120, style: str = "") -> Text:
+    """Untrusted text as a table cell: one line, bounded, shown literally."""
+    if value is None or value == "":
+        return Text(DASH, style="dim")
+    return Text(one_line(value, limit=limit or 10_000), style=style)
+
+
+def block(value: object) -> Text:
+    """Untrusted multi-line text (a traceback): newlines kept, control characters escaped."""
+    return Text(literal(value, newlines=True))
+
+
+def _span(seconds: float) -> str:
+    seconds = abs(seconds)
+    if seconds < 60:
+        return f"{int(seconds)}s"
+    if seconds < 3600:
+        return f"{int(seconds // 60)}m"
+    if seconds < 86400:
+        return f"{int(seconds // 3600)}h{int(seconds % 3600 // 60):02d}"
+    return f"{int(seconds // 86400)}d"
+
+
+def ago(when: datetime | None, now: datetime) -> Text:
+    """'12s ago', or 'in 40s' for a future time; a dash when unknown."""
+    if when is None:
+        return Text(DASH, style="dim")
+    delta = (now - when).total_seconds()
+    if delta < 0:
+        return Text(f"in {_span(delta)}")
+    return Text(f"{_span(delta)} ago")
+
+
+def seconds(value: float | None, stale_after: float | None = None) -> Text:
+    if value is None:
+        return Text(DASH, style="dim")
+    return Text(_span(value), style="bold red" if stale_after is not None and value > stale_after else "")
+
+
+def count(value: int | None, warn: bool = False) -> Text:
+    """A right-aligned count with thousands separators; highlighted when ``warn`` and non-zero."""
+    if value is None:
+        return Text(DASH, style="dim", justify="right")
+    return Text(f"{value:,}", style="bold red" if warn and value else "", justify="right")
+
+
+def state(value: str | None) -> Text:
+    name = value or "?"
+    return Text(name, style=STATE_STYLES.get(name, ""))
+
+
+def timestamp(when: datetime | None) -> Text:
+    if when is None:
+        return Text(DASH, style="dim")
+    return Text(when.strftime("%Y-%m-%d %H:%M:%S"))

@@ -1,0 +1,1 @@
+"""One module per console screen; modals are screens of their own."""

@@ -1,0 +1,139 @@
+"""Mailboxes: one page of the mailbox table, filtered by text and state, with the mailbox actions."""
+from __future__ import annotations
+
+from datetime import datetime
+
+from rich.text import Text
+from textual import on
+from textual.app import ComposeResult
+from textual.widgets import DataTable, Static
+
+from mailq.ops import MailboxRow
+
+from .. import commands
+from .. import format as fmt
+from ..source import Source
+from ..widgets.filter_bar import FilterBar
+from ..widgets.keyed_table import KeyedTable
+from .base import LiveScreen
+from .mailbox_actions import MAILBOX_ACTIONS, MailboxActions, Target
+from .paged import Paged
+
+STATES = ("ok", "failing", "auth_error", "paused")
+COLUMNS = [("name", "Name"), ("host", "Host"), ("state", "State"), ("last_poll", "Last poll"),
+           ("last_success", "Last success"), ("next_run", "Next run"), ("new_today", ">New today"),
+           ("failures", ">Failures"), ("last_error", "Last error")]
+
+
+def parse_filter(value: str) -> tuple[str | None, str | None]:
+    """'acme state:failing' -> text 'acme', state 'failing' (also 'is:paused')."""
+    words, state = [], None
+    for word in value.split():
+        key, _, rest = word.partition(":")
+        if key.lower() in ("state", "is") and rest.lower() in STATES:
+            state = rest.lower()
+        else:
+            words.append(word)
+    return (" ".join(words) or None), state
+
+
+def mailbox_row(row: MailboxRow, now: datetime) -> list:
+    return [fmt.cell(row.name, 40), fmt.cell(row.host, 32), fmt.state(row.state), fmt.ago(row.last_poll_at, now),
+            fmt.ago(row.last_success_at, now), fmt.ago(row.next_run_at, now), fmt.count(row.new_today),
+            fmt.count(row.consecutive_failures, warn=True), fmt.cell(row.last_error, 80, style="red")]
+
+
+class MailboxesScreen(Paged, MailboxActions, LiveScreen):
+    """The mailbox list; Enter opens the detail view of the selected mailbox."""
+
+    SCOPE = VIEW = "mailboxes"
+    BINDINGS = commands.bindings("mailboxes")
+    PAGE = 200
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.filter_text: str | None = None
+        self.filter_state: str | None = None
+        self.rows_by_key: dict[str, MailboxRow] = {}
+
+    def compose(self) -> ComposeResult:
+        yield from self.compose_top()
+        yield Static(id="mailboxes-info", classes="info")
+        yield FilterBar("filter: text, state:failing, state:auth_error, state:paused, state:ok", id="mailbox-filter")
+        yield KeyedTable(COLUMNS, id="mailboxes")
+        yield from self.compose_bottom()
+
+    def on_mount(self) -> None:
+        self.query_one(KeyedTable).focus()
+        self._show_info()
+
+    def fetch(self, source: Source) -> tuple[list[MailboxRow], int, datetime]:
+        rows, total = source.mailbox_rows(offset=self.page_offset, limit=self.PAGE, text=self.filter_text, state=self.filter_state)
+        return rows, total, source.now()
+
+    def show(self, data: tuple[list[MailboxRow], int, datetime]) -> None:
+        rows, total, now = data
+        if self.settle_page(total):
+            self.app.refresh_now()
+        self.rows_by_key = {str(r.id): r for r in rows}
+        table = self.query_one(KeyedTable)
+        table.sync((key, mailbox_row(r, now)) for key, r in self.rows_by_key.items())
+        self.after_sync(table)
+        self._show_info()
+
+    def _show_info(self) -> None:
+        info = Text()
+        info.append("state ", style="dim")
+        info.append(self.filter_state or "all", style=fmt.STATE_STYLES.get(self.filter_state or "", "bold"))
+        if self.filter_text:
+            info.append("  text ", style="dim")
+            info.append(self.filter_text)
+        info.append(f"  {self.page_label()}", style="dim")
+        self.query_one("#mailboxes-info", Static).update(info)
+
+    def target(self) -> Target | None:
+        key = self.query_one(KeyedTable).current_key
+        row = self.rows_by_key.get(key) if key else None
+        return Target(row.id, row.name, row.state) if row else None
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action in MAILBOX_ACTIONS:
+            return self.check_mailbox_action(action)
+        if action == "open":
+            return True if self.target() else None
+        return self.check_page_action(action)
+
+    @on(DataTable.RowHighlighted)
+    def _highlighted(self) -> None:
+        self.update_bindings()
+
+    @on(DataTable.RowSelected)
+    def _selected(self) -> None:
+        self.action_open()
+
+    def action_open(self) -> None:
+        from .mailbox_detail import MailboxScreen
+
+        if (t := self.target()) is not None:
+            self.app.push_screen(MailboxScreen(t.id, t.name))
+
+    def action_filter(self) -> None:
+        self.query_one(FilterBar).open()
+
+    def action_cycle_state(self) -> None:
+        order = (None,) + STATES
+        self.filter_state = order[(order.index(self.filter_state) + 1) % len(order)]
+        self._filter_changed()
+
+    @on(FilterBar.Applied)
+    def _filter_applied(self, event: FilterBar.Applied) -> None:
+        text, state = parse_filter(event.value)
+        self.filter_text = text
+        if state is not None or not event.value:
+            self.filter_state = state
+        self._filter_changed()
+
+    def _filter_changed(self) -> None:
+        self.reset_page()
+        self._show_info()
+        self.app.refresh_now()
