@@ -8,8 +8,8 @@ enqueues a fresh ``poll-<id>-<token>`` job (see ``scheduler.py``). So the
 template never runs, never gets a result TTL, and rq-scheduler's "hash expired,
 cancel the schedule" trap (a result_ttl below the interval) cannot fire.
 
-Reconcile adds missing entries (first run jittered across the interval, not
-before a backoff ends), removes stale ones (mailbox deleted, paused or in
+Reconcile adds missing entries (a never-polled mailbox at once, others jittered
+across the interval, never before a backoff ends), removes stale ones (mailbox deleted, paused or in
 auth_error) and rewrites changed ones (interval or priority) keeping their
 next run. It is idempotent and cheap: one ZRANGE, pipelined HGETALLs, one query.
 """
@@ -99,11 +99,14 @@ def next_runs(conn: redis.Redis, mailbox_ids: list[int]) -> dict[int, datetime]:
             for mid, s in zip(mailbox_ids, scores) if s is not None}
 
 
-def _desired() -> dict[int, tuple[int, str, datetime | None]]:
+def _desired() -> dict[int, tuple[int, str, datetime | None, bool]]:
+    """mailbox id -> (interval, queue, next attempt, never polled) of every enabled mailbox."""
     with errors_as_mailq():
-        rows = (Mailbox.select(Mailbox.id, Mailbox.interval, Mailbox.priority, Mailbox.next_attempt_at)
+        rows = (Mailbox.select(Mailbox.id, Mailbox.interval, Mailbox.priority, Mailbox.next_attempt_at,
+                               Mailbox.last_poll_at)
                 .where((Mailbox.paused == False) & (Mailbox.state != "auth_error")))  # noqa: E712
-        return {m.id: (m.interval, poll_queue_name(m.priority), m.next_attempt_at) for m in rows}
+        return {m.id: (m.interval, poll_queue_name(m.priority), m.next_attempt_at, m.last_poll_at is None)
+                for m in rows}
 
 
 def plan(settings: Settings) -> tuple[Plan, dict, dict]:
@@ -133,10 +136,17 @@ def add(conn: redis.Redis, mailbox_id: int, interval: int, queue_name: str, *, f
     )
 
 
-def first_run(interval: int, next_attempt_at: datetime | None, now: float | None = None) -> float:
-    """Jittered across the interval, so a thousand mailboxes don't fire in the same second; never inside a backoff."""
+def first_run(interval: int, next_attempt_at: datetime | None, now: float | None = None,
+              never_polled: bool = False) -> float:
+    """When a new entry first fires: never inside a backoff.
+
+    A mailbox never polled starts now: its owner is waiting for its mail, and the
+    worker pool, not the clock, bounds how many log in at once. Entries of mailboxes
+    polled before (Redis flushed, resumed) are jittered across the interval, so a
+    thousand of them don't fire in the same second.
+    """
     now = time.time() if now is None else now
-    when = now + random.uniform(0, interval)
+    when = now if never_polled else now + random.uniform(0, interval)
     if next_attempt_at is not None:
         when = max(when, next_attempt_at.replace(tzinfo=timezone.utc).timestamp())
     return when
@@ -162,11 +172,11 @@ def reconcile(settings: Settings) -> "ReconcileResult":
     now = time.time()
     with errors_as_queue(settings):
         for mid in p.missing:
-            interval, queue_name, next_attempt = desired[mid]
-            add(conn, mid, interval, queue_name, first_run=first_run(interval, next_attempt, now),
+            interval, queue_name, next_attempt, never_polled = desired[mid]
+            add(conn, mid, interval, queue_name, first_run=first_run(interval, next_attempt, now, never_polled),
                 job_timeout=settings.job_timeout)
         for mid in p.changed:
-            interval, queue_name, _ = desired[mid]
+            interval, queue_name = desired[mid][:2]
             keep = min(current[mid].next_run, now + interval)
             add(conn, mid, interval, queue_name, first_run=keep, job_timeout=settings.job_timeout)
         for mid in p.stale:
@@ -201,7 +211,8 @@ def ensure(settings: Settings, mailbox: Mailbox) -> str:
                 job_timeout=settings.job_timeout)
             return "updated"
         add(conn, mailbox.id, mailbox.interval, queue_name,
-            first_run=first_run(mailbox.interval, mailbox.next_attempt_at), job_timeout=settings.job_timeout)
+            first_run=first_run(mailbox.interval, mailbox.next_attempt_at, never_polled=mailbox.last_poll_at is None),
+            job_timeout=settings.job_timeout)
         return "added"
 
 
