@@ -1,0 +1,36 @@
+"""scripts/bench at CI size: it completes and reports every figure (the numbers themselves are not judged)."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import tempfile
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+HEADLINE = ["first_ingest_s", "first_ingest_msgs_per_s", "first_ingest_cpu_s", "latency_p50_s", "latency_p95_s"]
+
+
+def test_quick_bench_completes_and_reports_every_figure(tmp_path):
+    out = tmp_path / "bench.json"
+    scratch = Path(tempfile.mkdtemp(prefix="mqb-"))  # short: Dovecot's unix sockets live under it (108-byte limit)
+    env = dict(os.environ, TMPDIR=str(scratch), COLUMNS="200")
+    proc = subprocess.run([sys.executable, str(REPO / "scripts" / "bench"), "--quick", "--json", str(out)],
+                          capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:] + proc.stdout[-3000:]
+    doc = json.loads(out.read_text())
+    for key in HEADLINE:
+        assert isinstance(doc[key], (int, float)) and doc[key] > 0, key
+    assert set(doc["idle_cycle_s"]) == {"10", "50"}
+    assert all(v > 0 for v in doc["idle_cycle_s"].values())
+    assert all(v >= 0 for v in doc["idle_cycle_cpu_s"].values())
+    bare, seq = doc["baselines"]["bare_imap"], doc["baselines"]["sequential"]
+    assert bare["messages"] == seq["messages"] == 50
+    assert bare["msgs_per_s"] > 0 and seq["msgs_per_s"] > 0
+    assert doc["baselines"]["seed"]["celery_5_workers_s"] == 480
+    assert doc["ratios"]["mailq_vs_bare_rate"] > 0 and doc["ratios"]["speedup_vs_sequential"] > 0
+    assert "first ingest" in proc.stdout
+    left = list(scratch.iterdir())
+    scratch.rmdir() if not left else None
+    assert left == [], "the bench left files behind"
