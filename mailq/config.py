@@ -67,6 +67,15 @@ def _str(name: str, raw: str) -> str:
     return raw
 
 
+def _bool(name: str, raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name}: expected 1/0, true/false, yes/no or on/off, got {raw!r}")
+
+
 def _delays(name: str, raw: str) -> str:
     """Validated here, kept as normalized text (so ``as_env`` round-trips); see ``Settings.retry_delays``."""
     try:
@@ -124,6 +133,9 @@ SETTINGS: dict[str, Setting] = {
                                   "how often the scheduler reconciles schedules with the database"),
     "lock_ttl": Setting("MAILQ_LOCK_TTL", "60", lambda n, r: _int(n, r, 5),
                         "seconds a poll's mailbox lock lives unless renewed (a killed poll frees it this fast)"),
+    "worker_fork": Setting("MAILQ_WORKER_FORK", "0", _bool,
+                           "1: fork a process per job (RQ's default, full isolation, ~30 ms CPU per poll); "
+                           "0: run jobs in the worker process"),
     "job_timeout": Setting("MAILQ_JOB_TIMEOUT", "900", lambda n, r: _int(n, r, 10),
                            "RQ kills a poll job running longer than this"),
     "hook": Setting("MAILQ_HOOK", "", _hook, "package.module:function called with each new message id"),
@@ -158,6 +170,7 @@ class Settings:
     scheduler_interval: float
     reconcile_interval: float
     lock_ttl: int
+    worker_fork: bool
     job_timeout: int
     hook: str
     webhook_url: str

@@ -36,6 +36,21 @@ def _settings() -> Settings:
     return settings
 
 
+def _closes_db(job):
+    """Close the job's database connection when it ends: a non-forking worker runs the next job in
+    this same process, and must not inherit a connection a database restart has broken."""
+    import functools
+
+    @functools.wraps(job)
+    def run(*args, **kwargs):
+        try:
+            return job(*args, **kwargs)
+        finally:
+            db.close()
+
+    return run
+
+
 def queued_ttl(settings: Settings) -> int:
     """How long a poll may wait in the queue (its claim lives as long): past that a fresh one replaces it."""
     return max(settings.job_timeout, 60)
@@ -114,6 +129,7 @@ POLL = "mailq.jobs.poll"
 DISPATCH = "mailq.jobs.dispatch"
 
 
+@_closes_db
 def poll(mailbox_id: int, force: bool = False) -> dict[str, Any]:
     """Poll one mailbox under its claim; the job RQ runs for every poll.
 
@@ -175,6 +191,7 @@ def _run_poll(settings: Settings, conn: redis.Redis, mailbox_id: int, force: boo
     return result.as_dict()
 
 
+@_closes_db
 def dispatch(message_ids: list[int]) -> dict[str, int]:
     """Hand one committed batch to the user's hook and/or webhook (the ``workflow`` queue).
 

@@ -1,6 +1,8 @@
 """``mailq schedule sync|list``, ``mailq scheduler`` and ``mailq worker``: running the farm."""
 from __future__ import annotations
 
+import argparse
+
 from rich.table import Table
 from rich.text import Text
 
@@ -27,6 +29,8 @@ def register(sub) -> None:
     w = sub.add_parser("worker", help="run an RQ worker on email-high, email, workflow, default (in that order)")
     w.add_argument("--burst", action="store_true", help="quit when the queues are empty")
     w.add_argument("--name", help="worker name (default: random)")
+    w.add_argument("--fork", action=argparse.BooleanOptionalAction, default=None,
+                   help="fork a process per job (default: MAILQ_WORKER_FORK, off)")
     w.set_defaults(handler=run_worker)
 
 
@@ -81,5 +85,5 @@ def run_worker(args) -> int:
     settings = open_db(args)
     from .. import worker
 
-    worker.run(settings, burst=args.burst, name=args.name)
+    worker.run(settings, burst=args.burst, name=args.name, fork=args.fork)
     return 0
