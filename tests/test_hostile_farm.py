@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import wait_for
 from mailq import db
 from mailq.chaos.farm import Farm
 from mailq.chaos.verify import verify_mailbox
@@ -33,17 +34,6 @@ def _message_count(mailbox_id: int) -> int:
         return n
     finally:
         db.close()
-
-
-def _wait(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(0.2)
 
 
 def _stray_files(roots: list[Path]) -> list[str]:
@@ -83,10 +73,10 @@ def hostile_farm(tmp_path_factory):
         expected = farm.dovecot.message_count(user)
         farm.start_farm(workers=2)
         mailbox_id = farm.mailbox_ids[user]
-        _wait(lambda: _message_count(mailbox_id) >= expected, 120, f"{expected} hostile messages to be stored")
+        wait_for(lambda: _message_count(mailbox_id) >= expected, 120, f"{expected} hostile messages to be stored")
         ids = {m.name: m.id for m in Mailbox.select()}
         db.close()
-        _wait(lambda: _message_count(ids[MARKUP_NAME]) >= expected, 60, "the second mailbox to be stored")
+        wait_for(lambda: _message_count(ids[MARKUP_NAME]) >= expected, 60, "the second mailbox to be stored")
         yield {"farm": farm, "user": user, "mailbox_id": mailbox_id, "markup_id": ids[MARKUP_NAME],
                "expected": expected, "corpus": corpus, "root": root, "strays_before": before}
 

@@ -17,23 +17,13 @@ import pytest
 import redis
 from cryptography.fernet import Fernet
 
+from tests.helpers import wait_for
 from mailq import crypto, db
 from mailq.chaos import faults
 from mailq.chaos.farm import Farm
 from mailq.errors import SecretKeyError
 
 pytestmark = pytest.mark.slow
-
-
-def _wait(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(0.2)
 
 
 def _query(sql: str):
@@ -52,10 +42,10 @@ def ran_farm(tmp_path_factory):
         for i, user in enumerate(users):
             farm.dovecot.deliver_many((user, f"Subject: hello {i}-{n}\r\n\r\nbody\r\n".encode()) for n in range(5))
         farm.start_farm(workers=2)
-        _wait(lambda: _query("SELECT count(*) FROM message")[0][0] >= 20, 60, "the first messages")
+        wait_for(lambda: _query("SELECT count(*) FROM message")[0][0] >= 20, 60, "the first messages")
         victim = users[0]
         faults.change_password(farm, victim)
-        _wait(lambda: _query(f"SELECT state FROM mailbox WHERE id = {farm.mailbox_ids[victim]}")[0][0] == "auth_error",
+        wait_for(lambda: _query(f"SELECT state FROM mailbox WHERE id = {farm.mailbox_ids[victim]}")[0][0] == "auth_error",
               60, "the changed mailbox to reach auth_error")
         passwords = sorted(set(original.values()) | set(farm.passwords.values()))
         yield farm, passwords
