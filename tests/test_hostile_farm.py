@@ -115,7 +115,7 @@ def test_nothing_is_written_outside_the_blob_root(hostile_farm):
     for path in blob_root.rglob("*"):
         if path.is_file():
             assert len(path.name) == 64 and all(c in "0123456789abcdef" for c in path.name), path
-            assert path.parent.parent.parent == blob_root
+            assert path.parent.parent == blob_root and path.parent.name == path.name[:2], path
     var_files = {p.name for p in (farm.root / "var").iterdir() if p.is_file()}
     assert var_files <= {"mailq.db", "mailq.db-wal", "mailq.db-shm", "secret.key"}, var_files
 
