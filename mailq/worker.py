@@ -49,8 +49,8 @@ def run(settings: Settings, *, burst: bool = False, name: str | None = None, for
                 worker = worker_class(all_queues(settings, conn), connection=conn, name=name)
                 worked = worker.work(burst=burst, with_scheduler=True,
                                      logging_level=settings.log_level.upper()) or worked
-            if burst or worker._stop_requested:
-                return worked
+            if burst or worker._stop_requested or worker._shutdown_requested_date is not None:
+                return worked  # finished, or asked to stop (an idle worker's stop sets only the date)
         except QueueError:
             if first:
                 raise  # at start, a Redis that isn't there is the operator's error to fix
