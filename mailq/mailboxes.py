@@ -12,13 +12,12 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any, Callable, Iterable
 
-import peewee as pw
 
 from . import crypto
 from .config import Settings
 from .db import database, errors_as_mailq
 from .errors import MailqError, NotFoundError, UsageError
-from .models import PRIORITIES, SECURITY, Attachment, FolderState, Mailbox, Message, PollRun, utcnow
+from .models import PRIORITIES, SECURITY, Mailbox, utcnow
 
 CSV_COLUMNS = ["name", "host", "port", "security", "username", "password", "folders", "interval", "priority"]
 DEFAULT_PORTS = {"ssl": 993, "starttls": 143, "plain": 143}

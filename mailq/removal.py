@@ -8,7 +8,6 @@
 """
 from __future__ import annotations
 
-import peewee as pw
 
 from .config import Settings
 from .db import database, errors_as_mailq

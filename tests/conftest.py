@@ -9,7 +9,6 @@ from __future__ import annotations
 import itertools
 import os
 import uuid
-from pathlib import Path
 
 import pytest
 

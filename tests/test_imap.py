@@ -13,23 +13,8 @@ from mailq import config, crypto, imap
 from mailq.errors import AuthError, ImapConnectionError, ImapTimeoutError, TLSError
 from mailq.models import Mailbox
 
-from .imap_helpers import closed_port, mute_server, UserPool, wait_until_auth_ready
+from .imap_helpers import closed_port, mute_server
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _auth_ready(dovecot):
-    wait_until_auth_ready(dovecot)
-
-
-@pytest.fixture(scope="module")
-def _users(dovecot):
-    return UserPool(dovecot, "im", 40)
-
-
-@pytest.fixture
-def mail_user(_users):
-    """A fresh user (shadows conftest's, which waits ~0.5 s per user)."""
-    return _users.take()
 
 
 @pytest.fixture

@@ -1,27 +1,11 @@
 """``mailq mailbox test``: good login, wrong password, closed port, self-signed certificate, DNS failure."""
 from __future__ import annotations
 
-import pytest
 import json
 
 from .helpers import run_cli
-from .imap_helpers import add_mailbox, closed_port, UserPool, wait_until_auth_ready
+from .imap_helpers import add_mailbox, closed_port
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _auth_ready(dovecot):
-    wait_until_auth_ready(dovecot)
-
-
-@pytest.fixture(scope="module")
-def _users(dovecot):
-    return UserPool(dovecot, "mt", 40)
-
-
-@pytest.fixture
-def mail_user(_users):
-    """A fresh user (shadows conftest's, which waits ~0.5 s per user)."""
-    return _users.take()
 
 
 def test_a_good_login_prints_capabilities_and_folders(settings, dovecot, mail_user, capsys):

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import pytest
 from rq import Queue, SimpleWorker, Worker
-from rq.registry import FailedJobRegistry
 
 from mailq import jobs, locks, mailboxes, ops, schedule
 from mailq.errors import NotFoundError, QueueError

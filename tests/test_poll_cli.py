@@ -14,23 +14,8 @@ from mailq.poll import poll_mailbox
 from mailq.testbed.mailgen import make_messages
 
 from .helpers import run_cli, wait_for
-from .imap_helpers import add_mailbox, closed_port, mute_server, server_view, UserPool, wait_until_auth_ready
+from .imap_helpers import add_mailbox, closed_port, mute_server, server_view
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _auth_ready(dovecot):
-    wait_until_auth_ready(dovecot)
-
-
-@pytest.fixture(scope="module")
-def _users(dovecot):
-    return UserPool(dovecot, "pc", 40)
-
-
-@pytest.fixture
-def mail_user(_users):
-    """A fresh user (shadows conftest's, which waits ~0.5 s per user)."""
-    return _users.take()
 
 
 def _last_run(mailbox_id: int) -> PollRun:

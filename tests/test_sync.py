@@ -1,7 +1,6 @@
 """The sync engine against the real Dovecot, on SQLite and PostgreSQL: nothing lost, nothing twice."""
 from __future__ import annotations
 
-import pytest
 import collections
 import hashlib
 import os
@@ -20,23 +19,8 @@ from mailq.testbed.mailgen import make_messages
 
 from .corpus import CORPUS
 from .helpers import wait_for
-from .imap_helpers import add_mailbox, append, rows, server_view, stored_bytes, UserPool, wait_until_auth_ready
+from .imap_helpers import add_mailbox, append, rows, server_view, stored_bytes
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _auth_ready(dovecot):
-    wait_until_auth_ready(dovecot)
-
-
-@pytest.fixture(scope="module")
-def _users(dovecot):
-    return UserPool(dovecot, "sy", 40)
-
-
-@pytest.fixture
-def mail_user(_users):
-    """A fresh user (shadows conftest's, which waits ~0.5 s per user)."""
-    return _users.take()
 
 
 def _hashes(raws) -> collections.Counter:
