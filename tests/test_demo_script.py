@@ -74,7 +74,6 @@ def test_demo_setup_gives_importable_mailboxes_that_poll_inline(tmp_path, redis_
     assert not _testbed_running(env, tmp_path)
 
 
-@pytest.mark.skipif(not (REPO / "Procfile").exists(), reason="the farm's Procfile is not there yet")
 def test_demo_runs_the_farm_and_ctrl_c_stops_everything(tmp_path, redis_url):
     env = _env(tmp_path, redis_url)
     proc = subprocess.Popen([str(DEMO), "--mailboxes", "3", "--messages", "2", "--workers", "1", "--rate", "2"],

@@ -146,7 +146,6 @@ def test_the_cli_shows_hostile_text_literally(hostile_farm):
     assert MARKUP_NAME in shown
 
 
-@pytest.mark.skipif(not (Path(__file__).parent.parent / "console" / "app.py").exists(), reason="no console yet")
 def test_the_console_shows_hostile_text_literally(hostile_farm, tmp_path):
     import asyncio
 

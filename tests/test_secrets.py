@@ -144,7 +144,6 @@ def test_no_password_in_json_output(ran_farm):
         assert _leaks(text.encode(), _needles(passwords)) == []
 
 
-@pytest.mark.skipif(not (Path(__file__).parent.parent / "console" / "app.py").exists(), reason="no console yet")
 def test_no_password_in_a_console_screenshot(ran_farm, tmp_path):
     import asyncio
 
