@@ -47,6 +47,18 @@ def test_failed_jobs_page_across_queues_without_reading_the_rest(settings):
     assert n == 1 and found[0].error_line == "ValueError: boom 129"
 
 
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+def test_a_failed_job_is_found_by_id_beyond_the_search_window(settings, monkeypatch):
+    from mailq.ops import failed
+
+    ids = fail_jobs(settings, {"email": 30})
+    monkeypatch.setattr(failed, "SEARCH_SCAN_CAP", 10)  # stands in for 20,000 newer failures
+    oldest = ids[0]
+    assert ops.failed_jobs(settings, search="boom")[1] == 10, "the substring search is windowed"
+    found, n = ops.failed_jobs(settings, search=f" {oldest} ")
+    assert n == 1 and found[0].id == oldest and found[0].error_line == "ValueError: boom 0"
+
+
 def test_requeue_and_delete_failed_jobs(settings):
     ids = fail_jobs(settings, {"default": 3})
     with pytest.raises(NotFoundError, match="nope"):

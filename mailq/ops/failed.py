@@ -63,12 +63,16 @@ def failed_jobs(settings: Settings, offset: int = 0, limit: int = 100,
 
     Only the page's ids are read (ZRANGE windows) and only the page's jobs are
     fetched, so 100,000 failed jobs cost the same as 100. ``search`` filters on
-    id, function, error and mailbox name over the newest ``SEARCH_SCAN_CAP`` jobs.
+    id, function, error and mailbox name over the newest ``SEARCH_SCAN_CAP`` jobs;
+    an exact job id is found wherever it is.
     """
     conn = connect(settings)
     with errors_as_queue(settings):
         registries = _failed_registries(conn)
         if search:
+            exact = _exact_failed(conn, registries, search.strip())
+            if exact:  # a job id: found among any number of failed jobs, not just the scanned newest
+                return (exact if offset == 0 else []), 1
             return _search_failed(conn, registries, search.lower(), offset, limit)
         pipe = conn.pipeline(transaction=False)
         for registry in registries:
@@ -87,6 +91,16 @@ def failed_jobs(settings: Settings, offset: int = 0, limit: int = 100,
             need -= len(ids)
             skip = 0
         return _describe_failed(conn, page), sum(counts)
+
+
+def _exact_failed(conn: redis.Redis, registries: list, job_id: str) -> list[FailedJob]:
+    pipe = conn.pipeline(transaction=False)
+    for registry in registries:
+        pipe.zscore(registry.key, job_id)
+    for registry, score in zip(registries, pipe.execute()):
+        if score is not None:
+            return _describe_failed(conn, [(registry.name, job_id)])
+    return []
 
 
 def _search_failed(conn, registries, needle: str, offset: int, limit: int) -> tuple[list[FailedJob], int]:
