@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import json
 import os
-import time
 from pathlib import Path
 
 import pytest
 
+from tests.console_helpers import screenshot_of_farm
 from tests.helpers import wait_for
 from mailq import db
 from mailq.chaos.farm import Farm
@@ -147,31 +147,8 @@ def test_the_cli_shows_hostile_text_literally(hostile_farm):
 
 
 def test_the_console_shows_hostile_text_literally(hostile_farm, tmp_path):
-    import asyncio
-
-    from console.app import MailqConsole
-    from console.source import OpsSource
-    from mailq import config
-
     farm = hostile_farm["farm"]
-    settings = config.load(farm.env, env_file=None)
-    config.use(settings)
-    db.bind(settings.database_url)
-
-    async def shoot() -> str:
-        app = MailqConsole(OpsSource(settings, refresh_interval=60), view="mailboxes")
-        async with app.run_test(size=(160, 40)) as pilot:
-            deadline = time.monotonic() + 20
-            while (app.refreshes < 1 or app.busy) and time.monotonic() < deadline:
-                await pilot.pause(0.1)
-            await pilot.pause()
-            return app.export_screenshot()
-
-    try:
-        svg = asyncio.run(shoot())
-    finally:
-        config.use(None)
-        db.close()
+    svg = screenshot_of_farm(farm.env, ["mailboxes"], size=(160, 40))["mailboxes"]
     (tmp_path / "console.svg").write_text(svg)
     assert "\x1b" not in svg
     text = svg.replace("&#160;", " ")

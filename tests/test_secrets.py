@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import json
 import pickle
-import time
 import zlib
-from pathlib import Path
 
 import pytest
 import redis
 from cryptography.fernet import Fernet
 
+from tests.console_helpers import screenshot_of_farm
 from tests.helpers import wait_for
 from mailq import crypto, db
 from mailq.chaos import faults
@@ -145,31 +144,8 @@ def test_no_password_in_json_output(ran_farm):
 
 
 def test_no_password_in_a_console_screenshot(ran_farm, tmp_path):
-    import asyncio
-
-    from console.app import MailqConsole
-    from console.source import OpsSource
-    from mailq import config
-
     farm, passwords = ran_farm
-    settings = config.load(farm.env, env_file=None)
-    config.use(settings)
-    db.bind(settings.database_url)
-
-    async def shoot(view: str) -> str:
-        app = MailqConsole(OpsSource(settings, refresh_interval=60), view=view)
-        async with app.run_test(size=(160, 45)) as pilot:
-            deadline = time.monotonic() + 20
-            while (app.refreshes < 1 or app.busy) and time.monotonic() < deadline:
-                await pilot.pause(0.1)
-            await pilot.pause()
-            return app.export_screenshot()
-
-    try:
-        shots = {view: asyncio.run(shoot(view)) for view in ("overview", "mailboxes", "failed", "schedule")}
-    finally:
-        config.use(None)
-        db.close()
+    shots = screenshot_of_farm(farm.env, ["overview", "mailboxes", "failed", "schedule"], size=(160, 45))
     assert "sec0001" in shots["mailboxes"]  # the screen really shows the mailboxes
     for view, svg in shots.items():
         (tmp_path / f"{view}.svg").write_text(svg)
