@@ -14,6 +14,7 @@ from imapclient.exceptions import LoginError
 
 from mailq.testbed import Dovecot, RedisServer, make_message, make_messages
 from mailq.testbed.cli import main as cli_main
+from tests.helpers import wait_for
 
 
 @pytest.fixture(scope="module")
@@ -29,14 +30,6 @@ def imap(server: Dovecot, user: str, password: str) -> IMAPClient:
     client = IMAPClient("127.0.0.1", server.imap_port, ssl=False, timeout=10)
     client.login(user, password)
     return client
-
-
-def eventually(predicate, timeout: float = 5.0):
-    """Poll for something Dovecot writes asynchronously (its log)."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        time.sleep(0.01)
 
 
 def test_delivered_messages_are_visible_byte_for_byte(dovecot):
@@ -94,7 +87,7 @@ def test_login_attempts_counts_failed_and_good_logins(dovecot):
     with pytest.raises(LoginError):
         imap(dovecot, "carol", "wrong")
     imap(dovecot, "carol", "pw-carol").logout()
-    eventually(lambda: dovecot.login_attempts("carol") == start + 2)
+    wait_for(lambda: dovecot.login_attempts("carol") == start + 2)
 
 
 def test_set_password_takes_effect(dovecot):
