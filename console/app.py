@@ -7,10 +7,12 @@ Actions run in their own worker threads and report their outcome with
 ``notify``. When a read fails the data stays on screen, a banner says what is
 down, and the next successful refresh clears it.
 """
+
 from __future__ import annotations
 
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from textual import work
 from textual.app import App
@@ -38,8 +40,13 @@ class MailqConsole(App[None]):
     CSS_PATH = "console.tcss"
     BINDINGS = commands.bindings(APP)
     COMMANDS = App.COMMANDS | {ConsoleCommands}
-    MODES = {"overview": OverviewScreen, "mailboxes": MailboxesScreen, "queues": QueuesScreen,
-             "failed": FailedScreen, "schedule": ScheduleScreen}
+    MODES = {
+        "overview": OverviewScreen,
+        "mailboxes": MailboxesScreen,
+        "queues": QueuesScreen,
+        "failed": FailedScreen,
+        "schedule": ScheduleScreen,
+    }
     DEFAULT_MODE = "overview"
 
     def __init__(self, source: Source, view: str = "overview") -> None:
@@ -165,8 +172,7 @@ class MailqConsole(App[None]):
             pass
 
     def _acted(self, message: str, ok: bool, then: Callable[[], None] | None) -> None:
-        self.notify(message, severity="information" if ok else "error", markup=False,
-                    timeout=4 if ok else 10)
+        self.notify(message, severity="information" if ok else "error", markup=False, timeout=4 if ok else 10)
         if ok and then is not None:
             then()
         self.refresh_now()

@@ -6,6 +6,7 @@ footer label and its palette entry can never disagree. An action's callable is
 the Textual action method ``action_<id>`` on the app or on the screen of its
 scope; whether it applies right now is that node's ``check_action``.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -51,10 +52,10 @@ class Command:
         """The Textual action string bound to the key."""
         return f"{self.id}({self.argument!r})" if self.argument is not None else self.id
 
-    def target(self, app: "App", screen: "DOMNode") -> "DOMNode":
+    def target(self, app: App, screen: DOMNode) -> DOMNode:
         return app if APP in self.scopes else screen
 
-    def available(self, app: "App", screen: "DOMNode") -> bool:
+    def available(self, app: App, screen: DOMNode) -> bool:
         """Applicable right now: in scope and not greyed out by ``check_action``."""
         if APP not in self.scopes and getattr(screen, "SCOPE", None) not in self.scopes:
             return False
@@ -62,15 +63,14 @@ class Command:
         args = (self.argument,) if self.argument is not None else ()
         return bool(node.check_action(self.id, args))
 
-    def run(self, app: "App", screen: "DOMNode") -> None:
+    def run(self, app: App, screen: DOMNode) -> None:
         """The callable: run the action on the app or the given screen."""
         node = self.target(app, screen)
         app.call_later(node.run_action, self.action)
 
 
 def _view(number: int, name: str, title: str) -> Command:
-    return Command("view", title, str(number), f"Show the {title.lower()} view", (APP,), argument=name,
-                   footer=False)
+    return Command("view", title, str(number), f"Show the {title.lower()} view", (APP,), argument=name, footer=False)
 
 
 COMMANDS: tuple[Command, ...] = (
@@ -80,37 +80,56 @@ COMMANDS: tuple[Command, ...] = (
     _view(4, "failed", "Failed jobs"),
     _view(5, "schedule", "Schedule"),
     Command("help", "Help", "question_mark", "Show every key and action", (APP,), key_display="?"),
-    Command("toggle_live", "Pause / resume live refresh", "space",
-            "Stop or restart the automatic refresh (the data stays on screen)", (APP,), key_display="space",
-            label="Live"),
+    Command(
+        "toggle_live",
+        "Pause / resume live refresh",
+        "space",
+        "Stop or restart the automatic refresh (the data stays on screen)",
+        (APP,),
+        key_display="space",
+        label="Live",
+    ),
     Command("refresh", "Refresh now", "f5", "Reload the current view at once", (APP,), footer=False),
     Command("quit", "Quit", "q", "Leave the console", (APP,)),
     # Lists
     Command("open", "Open", "enter", "Open the selected row's detail", ("mailboxes", "failed"), footer=False),
-    Command("filter", "Filter", "slash", "Filter mailboxes by text; 'state:failing' filters by state",
-            ("mailboxes",), key_display="/"),
-    Command("cycle_state", "State filter", "f", "Cycle the state filter: all, ok, failing, auth_error, paused",
-            ("mailboxes",)),
-    Command("find", "Find job", "slash", "Find failed jobs by id, function or error text", ("failed",),
-            key_display="/"),
-    Command("prev_page", "Previous page", "left_square_bracket", "Show the previous page of rows",
-            ("mailboxes", "failed", "schedule"), key_display="[", label="Prev"),
-    Command("next_page", "Next page", "right_square_bracket", "Show the next page of rows",
-            ("mailboxes", "failed", "schedule"), key_display="]", label="Next"),
+    Command("filter", "Filter", "slash", "Filter mailboxes by text; 'state:failing' filters by state", ("mailboxes",), key_display="/"),
+    Command("cycle_state", "State filter", "f", "Cycle the state filter: all, ok, failing, auth_error, paused", ("mailboxes",)),
+    Command("find", "Find job", "slash", "Find failed jobs by id, function or error text", ("failed",), key_display="/"),
+    Command(
+        "prev_page",
+        "Previous page",
+        "left_square_bracket",
+        "Show the previous page of rows",
+        ("mailboxes", "failed", "schedule"),
+        key_display="[",
+        label="Prev",
+    ),
+    Command(
+        "next_page",
+        "Next page",
+        "right_square_bracket",
+        "Show the next page of rows",
+        ("mailboxes", "failed", "schedule"),
+        key_display="]",
+        label="Next",
+    ),
     # Mailbox actions
     Command("poll_now", "Poll now", "n", "Enqueue a poll of the selected mailbox now", ("mailboxes", "mailbox")),
-    Command("pause", "Pause", "p", "Pause the mailbox: no more polls, its schedule is removed",
-            ("mailboxes", "mailbox")),
-    Command("resume", "Resume", "u", "Resume the mailbox: clears auth_error and backoff, schedules it again",
-            ("mailboxes", "mailbox")),
-    Command("test_login", "Test login", "t", "Log in to the IMAP server once and report the outcome",
-            ("mailboxes", "mailbox")),
-    Command("resync", "Resync schedules", "s", "Reconcile rq-scheduler's recurring polls with the database",
-            ("mailboxes", "mailbox", "schedule", "overview"), label="Resync"),
+    Command("pause", "Pause", "p", "Pause the mailbox: no more polls, its schedule is removed", ("mailboxes", "mailbox")),
+    Command("resume", "Resume", "u", "Resume the mailbox: clears auth_error and backoff, schedules it again", ("mailboxes", "mailbox")),
+    Command("test_login", "Test login", "t", "Log in to the IMAP server once and report the outcome", ("mailboxes", "mailbox")),
+    Command(
+        "resync",
+        "Resync schedules",
+        "s",
+        "Reconcile rq-scheduler's recurring polls with the database",
+        ("mailboxes", "mailbox", "schedule", "overview"),
+        label="Resync",
+    ),
     # Failed jobs
     Command("requeue", "Requeue", "r", "Put the selected failed job back on its queue", ("failed", "failed_job")),
-    Command("requeue_all", "Requeue all", "R", "Requeue every failed job (asks first, with the count)", ("failed",),
-            key_display="R"),
+    Command("requeue_all", "Requeue all", "R", "Requeue every failed job (asks first, with the count)", ("failed",), key_display="R"),
     Command("delete", "Delete", "d", "Delete the selected failed job (asks first)", ("failed", "failed_job")),
     # Detail screens
     Command("back", "Back", "escape", "Close the detail view", ("mailbox", "failed_job"), key_display="esc"),
@@ -119,9 +138,11 @@ COMMANDS: tuple[Command, ...] = (
 
 def bindings(scope: str) -> list[Binding]:
     """The BINDINGS of a screen (or of the app for ``APP``), straight from the registry."""
-    return [Binding(c.key, c.action, c.label or c.title, show=c.footer, key_display=c.key_display,
-                    tooltip=c.description)
-            for c in COMMANDS if scope in c.scopes]
+    return [
+        Binding(c.key, c.action, c.label or c.title, show=c.footer, key_display=c.key_display, tooltip=c.description)
+        for c in COMMANDS
+        if scope in c.scopes
+    ]
 
 
 def for_scope(scope: str) -> list[Command]:
@@ -149,5 +170,4 @@ class ConsoleCommands(Provider):
         for label, command in self._candidates():
             score = matcher.match(label)
             if score > 0:
-                yield Hit(score, matcher.highlight(label), partial(command.run, self.app, self.screen),
-                          help=command.description)
+                yield Hit(score, matcher.highlight(label), partial(command.run, self.app, self.screen), help=command.description)

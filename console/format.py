@@ -4,6 +4,7 @@ Everything that came from mail or a server goes through :func:`cell` so it is
 rendered as ``rich.text.Text`` (never markup) with control characters neutralised.
 Relative times take ``now`` from the data source, so snapshots use a fixed clock.
 """
+
 from __future__ import annotations
 
 from datetime import datetime

@@ -4,13 +4,15 @@ Every setting is declared once in ``SETTINGS`` with its default and a one-line
 description; the README's configuration table is generated from the same list.
 Errors name the setting so an operator knows what to fix.
 """
+
 from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 from urllib.parse import urlparse
 
 from .errors import ConfigError
@@ -97,54 +99,72 @@ class Setting:
 
 # field name -> declaration. Defaults are strings, parsed like environment values.
 SETTINGS: dict[str, Setting] = {
-    "redis_url": Setting("MAILQ_REDIS_URL", "", _redis_url,
-                         "Redis for queues and schedules (else REDIS_URL, else redis://127.0.0.1:6379/0)"),
-    "database_url": Setting("MAILQ_DATABASE_URL", "", _database_url,
-                            "sqlite:///PATH or postgresql://user@host/db (default: SQLite at VAR_DIR/mailq.db)"),
-    "storage_url": Setting("MAILQ_STORAGE_URL", "", _storage_url,
-                           "where raw messages and attachments go (default: file://VAR_DIR/blobs)"),
+    "redis_url": Setting(
+        "MAILQ_REDIS_URL", "", _redis_url, "Redis for queues and schedules (else REDIS_URL, else redis://127.0.0.1:6379/0)"
+    ),
+    "database_url": Setting(
+        "MAILQ_DATABASE_URL", "", _database_url, "sqlite:///PATH or postgresql://user@host/db (default: SQLite at VAR_DIR/mailq.db)"
+    ),
+    "storage_url": Setting("MAILQ_STORAGE_URL", "", _storage_url, "where raw messages and attachments go (default: file://VAR_DIR/blobs)"),
     "var_dir": Setting("MAILQ_VAR_DIR", "./var", _str, "directory for the default database, blobs and secret key"),
-    "secret_key": Setting("MAILQ_SECRET_KEY", "", _str,
-                          "Fernet key encrypting stored passwords (default: read from VAR_DIR/secret.key)"),
-    "poll_interval": Setting("MAILQ_POLL_INTERVAL", "60", lambda n, r: _int(n, r, 1),
-                             "default seconds between polls of a mailbox"),
-    "max_message_bytes": Setting("MAILQ_MAX_MESSAGE_BYTES", "52428800", lambda n, r: _int(n, r, 1),
-                                 "messages larger than this are recorded as skipped, not fetched"),
-    "connect_timeout": Setting("MAILQ_CONNECT_TIMEOUT", "10", lambda n, r: _float(n, r, 0.1),
-                               "seconds to connect and finish TLS to an IMAP server"),
-    "read_timeout": Setting("MAILQ_READ_TIMEOUT", "60", lambda n, r: _float(n, r, 0.1),
-                            "seconds to wait for any single IMAP response"),
+    "secret_key": Setting("MAILQ_SECRET_KEY", "", _str, "Fernet key encrypting stored passwords (default: read from VAR_DIR/secret.key)"),
+    "poll_interval": Setting("MAILQ_POLL_INTERVAL", "60", lambda n, r: _int(n, r, 1), "default seconds between polls of a mailbox"),
+    "max_message_bytes": Setting(
+        "MAILQ_MAX_MESSAGE_BYTES", "52428800", lambda n, r: _int(n, r, 1), "messages larger than this are recorded as skipped, not fetched"
+    ),
+    "connect_timeout": Setting(
+        "MAILQ_CONNECT_TIMEOUT", "10", lambda n, r: _float(n, r, 0.1), "seconds to connect and finish TLS to an IMAP server"
+    ),
+    "read_timeout": Setting("MAILQ_READ_TIMEOUT", "60", lambda n, r: _float(n, r, 0.1), "seconds to wait for any single IMAP response"),
     "ca_file": Setting("MAILQ_CA_FILE", "", _str, "extra CA bundle to verify IMAP servers (a mailbox may set its own)"),
-    "fetch_batch": Setting("MAILQ_FETCH_BATCH", "100", lambda n, r: _int(n, r, 1),
-                           "messages fetched and committed per batch"),
-    "fetch_batch_bytes": Setting("MAILQ_FETCH_BATCH_BYTES", "16777216", lambda n, r: _int(n, r, 1),
-                                 "a batch stops growing at this many bytes (bounds worker memory)"),
-    "poll_budget_messages": Setting("MAILQ_POLL_BUDGET_MESSAGES", "2000", lambda n, r: _int(n, r, 1),
-                                    "a poll stops after this many new messages; the next poll continues"),
-    "poll_budget_seconds": Setting("MAILQ_POLL_BUDGET_SECONDS", "60", lambda n, r: _float(n, r, 1),
-                                   "a poll stops starting new batches after this many seconds"),
-    "backoff_base": Setting("MAILQ_BACKOFF_BASE", "30", lambda n, r: _float(n, r, 0),
-                            "first retry delay after a transient failure (doubles each time)"),
-    "backoff_max": Setting("MAILQ_BACKOFF_MAX", "1800", lambda n, r: _float(n, r, 0),
-                           "longest retry delay after repeated transient failures"),
-    "scheduler_interval": Setting("MAILQ_SCHEDULER_INTERVAL", "1", lambda n, r: _float(n, r, 0.1),
-                                  "how often the scheduler looks for due polls"),
-    "reconcile_interval": Setting("MAILQ_RECONCILE_INTERVAL", "60", lambda n, r: _float(n, r, 1),
-                                  "how often the scheduler reconciles schedules with the database"),
-    "lock_ttl": Setting("MAILQ_LOCK_TTL", "60", lambda n, r: _int(n, r, 5),
-                        "seconds a poll's mailbox lock lives unless renewed (a killed poll frees it this fast)"),
-    "worker_fork": Setting("MAILQ_WORKER_FORK", "0", _bool,
-                           "1: fork a process per job (RQ's default, full isolation, ~30 ms CPU per poll); "
-                           "0: run jobs in the worker process"),
-    "job_timeout": Setting("MAILQ_JOB_TIMEOUT", "900", lambda n, r: _int(n, r, 10),
-                           "RQ kills a poll job running longer than this"),
+    "fetch_batch": Setting("MAILQ_FETCH_BATCH", "100", lambda n, r: _int(n, r, 1), "messages fetched and committed per batch"),
+    "fetch_batch_bytes": Setting(
+        "MAILQ_FETCH_BATCH_BYTES", "16777216", lambda n, r: _int(n, r, 1), "a batch stops growing at this many bytes (bounds worker memory)"
+    ),
+    "poll_budget_messages": Setting(
+        "MAILQ_POLL_BUDGET_MESSAGES",
+        "2000",
+        lambda n, r: _int(n, r, 1),
+        "a poll stops after this many new messages; the next poll continues",
+    ),
+    "poll_budget_seconds": Setting(
+        "MAILQ_POLL_BUDGET_SECONDS", "60", lambda n, r: _float(n, r, 1), "a poll stops starting new batches after this many seconds"
+    ),
+    "backoff_base": Setting(
+        "MAILQ_BACKOFF_BASE", "30", lambda n, r: _float(n, r, 0), "first retry delay after a transient failure (doubles each time)"
+    ),
+    "backoff_max": Setting(
+        "MAILQ_BACKOFF_MAX", "1800", lambda n, r: _float(n, r, 0), "longest retry delay after repeated transient failures"
+    ),
+    "scheduler_interval": Setting(
+        "MAILQ_SCHEDULER_INTERVAL", "1", lambda n, r: _float(n, r, 0.1), "how often the scheduler looks for due polls"
+    ),
+    "reconcile_interval": Setting(
+        "MAILQ_RECONCILE_INTERVAL", "60", lambda n, r: _float(n, r, 1), "how often the scheduler reconciles schedules with the database"
+    ),
+    "lock_ttl": Setting(
+        "MAILQ_LOCK_TTL",
+        "60",
+        lambda n, r: _int(n, r, 5),
+        "seconds a poll's mailbox lock lives unless renewed (a killed poll frees it this fast)",
+    ),
+    "worker_fork": Setting(
+        "MAILQ_WORKER_FORK",
+        "0",
+        _bool,
+        "1: fork a process per job (RQ's default, full isolation, ~30 ms CPU per poll); 0: run jobs in the worker process",
+    ),
+    "job_timeout": Setting("MAILQ_JOB_TIMEOUT", "900", lambda n, r: _int(n, r, 10), "RQ kills a poll job running longer than this"),
     "hook": Setting("MAILQ_HOOK", "", _hook, "package.module:function called with each new message id"),
     "webhook_url": Setting("MAILQ_WEBHOOK_URL", "", _str, "URL receiving a signed JSON POST per new message"),
     "webhook_secret": Setting("MAILQ_WEBHOOK_SECRET", "", _str, "HMAC-SHA256 key signing webhook bodies"),
-    "dispatch_retry_delays": Setting("MAILQ_DISPATCH_RETRY_DELAYS", "30,120,600", _delays,
-                                     "seconds before each retry of a failed hook/webhook delivery (one retry per value)"),
-    "console_refresh": Setting("MAILQ_CONSOLE_REFRESH", "2", lambda n, r: _float(n, r, 0.2),
-                               "seconds between console refreshes"),
+    "dispatch_retry_delays": Setting(
+        "MAILQ_DISPATCH_RETRY_DELAYS",
+        "30,120,600",
+        _delays,
+        "seconds before each retry of a failed hook/webhook delivery (one retry per value)",
+    ),
+    "console_refresh": Setting("MAILQ_CONSOLE_REFRESH", "2", lambda n, r: _float(n, r, 0.2), "seconds between console refreshes"),
     "log_level": Setting("MAILQ_LOG_LEVEL", "INFO", _str, "logging level of workers and scheduler"),
 }
 
@@ -188,7 +208,7 @@ class Settings:
         """``dispatch_retry_delays`` as seconds: one retry per value."""
         return [int(v) for v in self.dispatch_retry_delays.split(",") if v]
 
-    def replace(self, **changes: Any) -> "Settings":
+    def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)
 
     def as_env(self) -> dict[str, str]:

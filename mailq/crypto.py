@@ -3,6 +3,7 @@
 Secrets are decrypted only inside the process that logs in, just before login;
 they never travel through Redis, job arguments, logs or output.
 """
+
 from __future__ import annotations
 
 import os
@@ -36,8 +37,7 @@ def load_key(settings: Settings) -> str:
     if path.is_file():
         return path.read_text().strip()
     raise SecretKeyError(
-        f"MAILQ_SECRET_KEY is not set and {path} does not exist: run `mailq db upgrade` to generate a key, "
-        "or set MAILQ_SECRET_KEY"
+        f"MAILQ_SECRET_KEY is not set and {path} does not exist: run `mailq db upgrade` to generate a key, or set MAILQ_SECRET_KEY"
     )
 
 

@@ -4,12 +4,13 @@ SQLite runs in WAL mode with a busy timeout and foreign keys on, because several
 worker processes write at once. Connections are opened per process after fork
 (RQ's work-horse), never inherited.
 """
+
 from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 from urllib.parse import urlparse
 
 import peewee
@@ -47,7 +48,7 @@ def make_database(url: str) -> peewee.Database:
     """A peewee database for ``url`` (not yet connected)."""
     scheme = urlparse(url).scheme
     if scheme == "sqlite":
-        path = url[len("sqlite:///"):] if url.startswith("sqlite:///") else url[len("sqlite://"):]
+        path = url[len("sqlite:///") :] if url.startswith("sqlite:///") else url[len("sqlite://") :]
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         return _SqliteDatabase(path or ":memory:", pragmas=SQLITE_PRAGMAS, timeout=30)
@@ -86,7 +87,7 @@ def errors_as_mailq() -> Iterator[None]:
         yield
     except peewee.OperationalError as exc:
         text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        if "no such table" in text or "does not exist" in text and "relation" in text:
+        if "no such table" in text or ("does not exist" in text and "relation" in text):
             raise DatabaseError(f"the database is not set up ({text}): run `mailq db upgrade`", orig=exc) from None
         if "locked" in text:
             raise DatabaseError(f"the database is locked by another process ({text}): retry shortly", orig=exc) from None

@@ -17,6 +17,7 @@ rows committed but not dispatched whose claim is missing or whose job vanished
 (a crash between commit and enqueue, a flushed Redis) and dispatches them;
 rows whose job still exists (queued, waiting for a retry, failed) are left to it.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -27,8 +28,9 @@ import logging
 import urllib.error
 import urllib.request
 import uuid
+from collections.abc import Callable
 from datetime import timedelta
-from typing import Any, Callable
+from typing import Any
 
 import redis
 from rq import Retry
@@ -65,9 +67,14 @@ def enqueue_batch(settings: Settings, conn: redis.Redis, message_ids: list[int])
     delays = settings.retry_delays
     pipe = conn.pipeline()
     queue(settings, WORKFLOW, conn).enqueue_call(
-        DISPATCH_FUNC, args=(sorted(message_ids),), job_id=job_id, timeout=settings.job_timeout,
-        retry=Retry(max=len(delays), interval=delays), result_ttl=600,
-        description=f"dispatch {len(message_ids)} message(s)", pipeline=pipe,
+        DISPATCH_FUNC,
+        args=(sorted(message_ids),),
+        job_id=job_id,
+        timeout=settings.job_timeout,
+        retry=Retry(max=len(delays), interval=delays),
+        result_ttl=600,
+        description=f"dispatch {len(message_ids)} message(s)",
+        pipeline=pipe,
     )
     locks.claim_messages(pipe, message_ids, job_id)  # after: rq opens the MULTI itself
     pipe.execute()
@@ -76,6 +83,7 @@ def enqueue_batch(settings: Settings, conn: redis.Redis, message_ids: list[int])
 
 def batch_enqueuer(settings: Settings, conn: redis.Redis) -> Callable[[list[int]], None]:
     """The poll's ``on_batch``: never fails the poll; the sweep covers a batch Redis refused."""
+
     def on_batch(message_ids: list[int]) -> None:
         if not message_ids:
             return
@@ -83,6 +91,7 @@ def batch_enqueuer(settings: Settings, conn: redis.Redis) -> Callable[[list[int]
             enqueue_batch(settings, conn, list(message_ids))
         except redis.exceptions.RedisError as exc:
             log.warning("could not enqueue dispatch of %d message(s), the sweep will: %s", len(message_ids), exc)
+
     return on_batch
 
 
@@ -109,11 +118,21 @@ def payload(message: Message, mailbox_name: str) -> dict[str, Any]:
         "event": "message.new",
         "sent_at": _iso(utcnow()),
         "message": {
-            "id": message.id, "mailbox_id": message.mailbox_id, "mailbox": mailbox_name,
-            "folder": message.folder, "uidvalidity": message.uidvalidity, "uid": message.uid,
-            "message_id": message.message_id, "subject": message.subject, "from": message.from_addr,
-            "to": message.to_addrs, "cc": message.cc_addrs, "date": _iso(message.date),
-            "size": message.size, "sha256": message.sha256, "skipped_reason": message.skipped_reason,
+            "id": message.id,
+            "mailbox_id": message.mailbox_id,
+            "mailbox": mailbox_name,
+            "folder": message.folder,
+            "uidvalidity": message.uidvalidity,
+            "uid": message.uid,
+            "message_id": message.message_id,
+            "subject": message.subject,
+            "from": message.from_addr,
+            "to": message.to_addrs,
+            "cc": message.cc_addrs,
+            "date": _iso(message.date),
+            "size": message.size,
+            "sha256": message.sha256,
+            "skipped_reason": message.skipped_reason,
             "created_at": _iso(message.created_at),
         },
     }
@@ -126,8 +145,7 @@ def sign(secret: str, body: bytes) -> str:
 
 def post(settings: Settings, data: dict[str, Any]) -> None:
     body = json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode()
-    headers = {"Content-Type": "application/json", "User-Agent": "mailq",
-               "X-Mailq-Message-Id": str(data["message"]["id"])}
+    headers = {"Content-Type": "application/json", "User-Agent": "mailq", "X-Mailq-Message-Id": str(data["message"]["id"])}
     if settings.webhook_secret:
         headers[SIGNATURE_HEADER] = sign(settings.webhook_secret, body)
     request = urllib.request.Request(settings.webhook_url, data=body, headers=headers, method="POST")
@@ -145,8 +163,7 @@ def deliver(settings: Settings, message_ids: list[int], job=None) -> dict[str, i
     hook = load_hook(settings.hook) if settings.hook else None
     hook_done: set[int] = set(job.meta.get("hook_done", [])) if job is not None else set()
     with errors_as_mailq():
-        rows = list(Message.select(Message, Mailbox.name).join(Mailbox)
-                    .where(Message.id.in_(message_ids)).order_by(Message.id))
+        rows = list(Message.select(Message, Mailbox.name).join(Mailbox).where(Message.id.in_(message_ids)).order_by(Message.id))
     found = {m.id for m in rows}
     done, already, failures = [], 0, []
     for message in rows:
@@ -177,8 +194,9 @@ def deliver(settings: Settings, message_ids: list[int], job=None) -> dict[str, i
         pass  # a leftover claim only matters to the sweep, which checks dispatched_at first
     if failures:
         first_id, first = failures[0]
-        raise DispatchError(f"{len(failures)} of {len(rows)} message(s) not delivered; "
-                            f"message {first_id}: {type(first).__name__}: {first}") from first
+        raise DispatchError(
+            f"{len(failures)} of {len(rows)} message(s) not delivered; message {first_id}: {type(first).__name__}: {first}"
+        ) from first
     return {"delivered": len(done), "already": already, "missing": len(message_ids) - len(found)}
 
 
@@ -188,17 +206,20 @@ def sweep(settings: Settings, conn: redis.Redis, *, limit: int = 5000) -> int:
         return 0
     now = utcnow()
     with errors_as_mailq():
-        ids = [r.id for r in Message.select(Message.id)
-               .where(Message.dispatched_at.is_null() & (Message.created_at >= now - SWEEP_WINDOW)
-                      & (Message.created_at <= now - SWEEP_GRACE))
-               .order_by(Message.id).limit(limit)]
+        ids = [
+            r.id
+            for r in Message.select(Message.id)
+            .where(Message.dispatched_at.is_null() & (Message.created_at >= now - SWEEP_WINDOW) & (Message.created_at <= now - SWEEP_GRACE))
+            .order_by(Message.id)
+            .limit(limit)
+        ]
     if not ids:
         return 0
     claims = locks.message_claims(conn, ids)
     alive = locks.jobs_alive(conn, {c for c in claims.values() if c != locks.DROPPED})
     orphans = [m for m in ids if claims.get(m) != locks.DROPPED and claims.get(m) not in alive]
     for i in range(0, len(orphans), settings.fetch_batch):
-        enqueue_batch(settings, conn, orphans[i:i + settings.fetch_batch])
+        enqueue_batch(settings, conn, orphans[i : i + settings.fetch_batch])
     if orphans:
         log.info("outbox sweep: dispatching %d message(s) that no job covered", len(orphans))
     return len(orphans)
@@ -212,12 +233,12 @@ def clean_claims(settings: Settings, conn: redis.Redis, cursor: int = 0) -> int:
         return cursor
     alive = locks.jobs_alive(conn, {c for c in page.values() if c != locks.DROPPED})
     with errors_as_mailq():
-        rows = {r.id: r for r in Message.select(Message.id, Message.dispatched_at, Message.created_at)
-                .where(Message.id.in_(list(page)))}
+        rows = {r.id: r for r in Message.select(Message.id, Message.dispatched_at, Message.created_at).where(Message.id.in_(list(page)))}
     oldest = utcnow() - SWEEP_WINDOW
-    dead = [m for m, owner in page.items()
-            if m not in rows or rows[m].dispatched_at is not None
-            or (owner not in alive and rows[m].created_at < oldest)]
+    dead = [
+        m
+        for m, owner in page.items()
+        if m not in rows or rows[m].dispatched_at is not None or (owner not in alive and rows[m].created_at < oldest)
+    ]
     locks.drop_message_claims(conn, dead)
     return cursor
-

@@ -4,6 +4,7 @@ Callers (CLI, console, health tracking) catch these only; library errors are
 wrapped with the original kept on ``.orig`` so nothing is lost for debugging.
 Every message says what happened and what to do, in one line.
 """
+
 from __future__ import annotations
 
 

@@ -11,13 +11,15 @@ The session is used by the fetch thread only while iterating; ``close()``
 stops it between two commands (never mid-response) and joins it, so the session
 is consistent for the next folder.
 """
+
 from __future__ import annotations
 
 import hashlib
 import queue
 import threading
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 from .config import Settings
 from .errors import ProtocolError
@@ -43,7 +45,7 @@ class FetchedBatch:
 
 def _chunks(items: list, size: int) -> Iterable[list]:
     for i in range(0, len(items), size):
-        yield items[i:i + size]
+        yield items[i : i + size]
 
 
 def plan_batches(uids: list[int], sizes: dict[int, int], settings: Settings) -> Iterable[list[int]]:
@@ -124,8 +126,7 @@ class BatchFetcher:
             for window in _chunks(self.uids, UID_CHUNK):
                 if self._stop.is_set():
                     return
-                sizes = {uid: int(data.get(b"RFC822.SIZE") or 0)
-                         for uid, data in self.session.fetch(window, ["RFC822.SIZE"]).items()}
+                sizes = {uid: int(data.get(b"RFC822.SIZE") or 0) for uid, data in self.session.fetch(window, ["RFC822.SIZE"]).items()}
                 present = [u for u in window if u in sizes]
                 gone = len(window) - len(present)
                 if not present and not self._put(FetchedBatch([], {}, gone=gone)):
@@ -161,7 +162,7 @@ class BatchFetcher:
                 pass
             self._thread.join(0.05)
 
-    def __enter__(self) -> "BatchFetcher":
+    def __enter__(self) -> BatchFetcher:
         return self
 
     def __exit__(self, *exc_info: Any) -> None:

@@ -7,6 +7,7 @@ server rejected the credentials once: no more logins until they change or an
 operator resumes, because servers lock accounts that keep failing). Pausing is
 the operator's flag on the mailbox, not a health state.
 """
+
 from __future__ import annotations
 
 import random
@@ -46,8 +47,9 @@ def start_run(mailbox_id: int, worker: str | None = None) -> PollRun:
         return PollRun.create(mailbox=mailbox_id, started_at=utcnow(), outcome="running", worker=worker)
 
 
-def _finish(run: PollRun, outcome: str, new: int, skipped: int, folders_checked: int,
-            error_class: str | None = None, error_text: str | None = None) -> None:
+def _finish(
+    run: PollRun, outcome: str, new: int, skipped: int, folders_checked: int, error_class: str | None = None, error_text: str | None = None
+) -> None:
     run.finished_at = utcnow()
     run.outcome = outcome
     run.new_count, run.skipped_count, run.folders_checked = new, skipped, folders_checked
@@ -55,8 +57,9 @@ def _finish(run: PollRun, outcome: str, new: int, skipped: int, folders_checked:
     run.save()
 
 
-def finish_ok(run: PollRun, *, new: int = 0, skipped: int = 0, folders_checked: int = 0, partial: bool = False,
-              folder_error: str | None = None) -> str:
+def finish_ok(
+    run: PollRun, *, new: int = 0, skipped: int = 0, folders_checked: int = 0, partial: bool = False, folder_error: str | None = None
+) -> str:
     """Close a poll that reached the server; the mailbox becomes ``ok`` (or stays flagged for a bad folder).
 
     ``folder_error`` (some folders failed, others synced) records outcome
@@ -66,17 +69,19 @@ def finish_ok(run: PollRun, *, new: int = 0, skipped: int = 0, folders_checked: 
     now = utcnow()
     outcome = "error" if folder_error else ("partial" if partial else "ok")
     with errors_as_mailq(), database.atomic():
-        _finish(run, outcome, new, skipped, folders_checked,
-                FOLDER_ERROR if folder_error else None, folder_error)
-        changes = {Mailbox.last_poll_at: now, Mailbox.last_success_at: now, Mailbox.next_attempt_at: None,
-                   Mailbox.updated_at: now}
+        _finish(run, outcome, new, skipped, folders_checked, FOLDER_ERROR if folder_error else None, folder_error)
+        changes = {Mailbox.last_poll_at: now, Mailbox.last_success_at: now, Mailbox.next_attempt_at: None, Mailbox.updated_at: now}
         if folder_error:
-            changes.update({Mailbox.state: "failing", Mailbox.last_error: folder_error,
-                            Mailbox.last_error_class: FOLDER_ERROR,
-                            Mailbox.consecutive_failures: Mailbox.consecutive_failures + 1})
+            changes.update(
+                {
+                    Mailbox.state: "failing",
+                    Mailbox.last_error: folder_error,
+                    Mailbox.last_error_class: FOLDER_ERROR,
+                    Mailbox.consecutive_failures: Mailbox.consecutive_failures + 1,
+                }
+            )
         else:
-            changes.update({Mailbox.state: "ok", Mailbox.consecutive_failures: 0, Mailbox.last_error: None,
-                            Mailbox.last_error_class: None})
+            changes.update({Mailbox.state: "ok", Mailbox.consecutive_failures: 0, Mailbox.last_error: None, Mailbox.last_error_class: None})
         Mailbox.update(changes).where(Mailbox.id == run.mailbox_id).execute()
     return outcome
 
@@ -85,8 +90,16 @@ def error_class_of(error: BaseException) -> str:
     return error.kind if isinstance(error, MailqError) else f"bug:{type(error).__name__}"
 
 
-def finish_error(run: PollRun, error: BaseException, settings: Settings, *, new: int = 0, skipped: int = 0,
-                 folders_checked: int = 0, rng: random.Random | None = None) -> str:
+def finish_error(
+    run: PollRun,
+    error: BaseException,
+    settings: Settings,
+    *,
+    new: int = 0,
+    skipped: int = 0,
+    folders_checked: int = 0,
+    rng: random.Random | None = None,
+) -> str:
     """Close a failed poll and move the mailbox to ``auth_error`` or ``failing`` (with backoff).
 
     An unexpected exception (a bug) also backs off, so a poison state cannot spin
@@ -105,9 +118,17 @@ def finish_error(run: PollRun, error: BaseException, settings: Settings, *, new:
             failures = mailbox.consecutive_failures + 1
             next_at = now + timedelta(seconds=backoff_seconds(settings, failures, rng))
         _finish(run, outcome, new, skipped, folders_checked, error_class, text)
-        Mailbox.update({Mailbox.state: state, Mailbox.consecutive_failures: failures, Mailbox.next_attempt_at: next_at,
-                        Mailbox.last_poll_at: now, Mailbox.last_error: text, Mailbox.last_error_class: error_class,
-                        Mailbox.updated_at: now}).where(Mailbox.id == run.mailbox_id).execute()
+        Mailbox.update(
+            {
+                Mailbox.state: state,
+                Mailbox.consecutive_failures: failures,
+                Mailbox.next_attempt_at: next_at,
+                Mailbox.last_poll_at: now,
+                Mailbox.last_error: text,
+                Mailbox.last_error_class: error_class,
+                Mailbox.updated_at: now,
+            }
+        ).where(Mailbox.id == run.mailbox_id).execute()
     return outcome
 
 
@@ -115,8 +136,9 @@ def finish_interrupted(run: PollRun, error: BaseException) -> None:
     """Best-effort close of a poll the database failed under; the mailbox's health is not its fault."""
     try:
         with errors_as_mailq():
-            PollRun.update(finished_at=utcnow(), outcome="error", error_class=error_class_of(error),
-                           error_text=one_line(str(error), limit=1000)).where(PollRun.id == run.id).execute()
+            PollRun.update(
+                finished_at=utcnow(), outcome="error", error_class=error_class_of(error), error_text=one_line(str(error), limit=1000)
+            ).where(PollRun.id == run.id).execute()
     except MailqError:
         pass
 
@@ -125,7 +147,13 @@ def close_abandoned(older_than: timedelta) -> int:
     """Mark poll runs still ``running`` long after any poll could (a killed worker) as ``abandoned``."""
     cutoff = utcnow() - older_than
     with errors_as_mailq():
-        return (PollRun.update(finished_at=utcnow(), outcome="abandoned", error_class="abandoned",
-                               error_text="the worker running this poll died; the next poll picks up where it stopped")
-                .where((PollRun.outcome == "running") & (PollRun.started_at < cutoff)).execute())
-
+        return (
+            PollRun.update(
+                finished_at=utcnow(),
+                outcome="abandoned",
+                error_class="abandoned",
+                error_text="the worker running this poll died; the next poll picks up where it stopped",
+            )
+            .where((PollRun.outcome == "running") & (PollRun.started_at < cutoff))
+            .execute()
+        )

@@ -9,18 +9,20 @@ TLS is verified by default (``ssl.create_default_context()``, plus the mailbox's
 or the global CA file): ``imaplib.IMAP4_SSL`` without a context does not verify
 on Python 3.11. Plain text is used only when the mailbox says ``security=plain``.
 """
+
 from __future__ import annotations
 
 import contextlib
 import imaplib
 import socket
 import ssl
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any
 
 from imapclient import IMAPClient
-from imapclient.imapclient import SocketTimeout
 from imapclient import exceptions as imx
+from imapclient.imapclient import SocketTimeout
 
 from . import crypto
 from .config import Settings
@@ -39,8 +41,10 @@ def ssl_context(settings: Settings, mailbox: Mailbox) -> ssl.SSLContext:
         if cafile:
             context.load_verify_locations(cafile=cafile)
     except (OSError, ssl.SSLError) as exc:
-        raise TLSError(f"cannot load the CA file {cafile}: {getattr(exc, 'strerror', None) or exc}: "
-                       "fix the mailbox's --ca-file or MAILQ_CA_FILE", orig=exc) from None
+        raise TLSError(
+            f"cannot load the CA file {cafile}: {getattr(exc, 'strerror', None) or exc}: fix the mailbox's --ca-file or MAILQ_CA_FILE",
+            orig=exc,
+        ) from None
     return context
 
 
@@ -55,38 +59,43 @@ def map_error(exc: BaseException, mailbox: Mailbox, doing: str, timeout: float |
         return exc
     if isinstance(exc, ssl.SSLCertVerificationError):
         reason = exc.verify_message or exc.reason or str(exc)
-        return TLSError(f"the certificate of {where} is not trusted ({reason}): give the server's CA with "
-                        "--ca-file (or MAILQ_CA_FILE), or fix the server's certificate", orig=exc)
+        return TLSError(
+            f"the certificate of {where} is not trusted ({reason}): give the server's CA with "
+            "--ca-file (or MAILQ_CA_FILE), or fix the server's certificate",
+            orig=exc,
+        )
     if isinstance(exc, ssl.SSLError):
-        return TLSError(f"TLS with {where} failed while {doing} ({exc.reason or exc}): check the port and "
-                        "--security (ssl for 993, starttls for 143)", orig=exc)
+        return TLSError(
+            f"TLS with {where} failed while {doing} ({exc.reason or exc}): check the port and --security (ssl for 993, starttls for 143)",
+            orig=exc,
+        )
     if isinstance(exc, (socket.timeout, TimeoutError)):
         limit = f" after {timeout:g}s" if timeout else ""
-        return ImapTimeoutError(f"{where} did not answer{limit} while {doing}: the server is slow or unreachable "
-                                "(firewall?); raise MAILQ_CONNECT_TIMEOUT/MAILQ_READ_TIMEOUT if it is just slow",
-                                orig=exc)
+        return ImapTimeoutError(
+            f"{where} did not answer{limit} while {doing}: the server is slow or unreachable "
+            "(firewall?); raise MAILQ_CONNECT_TIMEOUT/MAILQ_READ_TIMEOUT if it is just slow",
+            orig=exc,
+        )
     if isinstance(exc, socket.gaierror):
-        return ImapConnectionError(f"cannot resolve host {mailbox.host} ({exc.strerror or exc}): check the host name "
-                                   "and DNS", orig=exc)
+        return ImapConnectionError(f"cannot resolve host {mailbox.host} ({exc.strerror or exc}): check the host name and DNS", orig=exc)
     if isinstance(exc, ConnectionRefusedError):
-        return ImapConnectionError(f"connection to {where} refused: check the host and port, and that the IMAP "
-                                   "server is running", orig=exc)
+        return ImapConnectionError(f"connection to {where} refused: check the host and port, and that the IMAP server is running", orig=exc)
     if isinstance(exc, (ConnectionResetError, BrokenPipeError, ConnectionAbortedError, EOFError)):
         return ImapConnectionError(f"{where} closed the connection while {doing}: transient, will retry", orig=exc)
     if isinstance(exc, OSError):
-        return ImapConnectionError(f"network error talking to {where} while {doing} "
-                                   f"({exc.strerror or exc}): check connectivity", orig=exc)
+        return ImapConnectionError(f"network error talking to {where} while {doing} ({exc.strerror or exc}): check connectivity", orig=exc)
     if isinstance(exc, imaplib.IMAP4.abort):  # includes IMAPClientAbortError: socket EOF, BYE
         text = _server_text(exc)
-        return ImapConnectionError(f"{where} dropped the session while {doing} ({text}): transient, will retry",
-                                   orig=exc)
+        return ImapConnectionError(f"{where} dropped the session while {doing} ({text}): transient, will retry", orig=exc)
     if isinstance(exc, (imaplib.IMAP4.error, imx.IMAPClientError)):
         text = _server_text(exc)
         if "backoff" in text.lower():  # Exchange throttling: BAD ... Suggested Backoff Time: N ms
             return ImapConnectionError(f"{where} throttles this client ({text}): transient, will back off", orig=exc)
         if "authenticated but not connected" in text.lower():  # Exchange: the account is not usable
-            return AuthError(f"{where} accepted the login of {mailbox.username} but refuses the mailbox "
-                             f"({text}): check the account's IMAP access", orig=exc)
+            return AuthError(
+                f"{where} accepted the login of {mailbox.username} but refuses the mailbox ({text}): check the account's IMAP access",
+                orig=exc,
+            )
         return ProtocolError(f"{where} refused {doing}: {text}", orig=exc)
     return ProtocolError(f"unexpected reply from {where} while {doing}: {type(exc).__name__}: {exc}", orig=exc)
 
@@ -95,7 +104,7 @@ def _server_text(exc: BaseException) -> str:
     text = str(exc).strip()
     for prefix in ("command: ", "b'", 'b"'):
         if text.startswith(prefix):
-            text = text[len(prefix):]
+            text = text[len(prefix) :]
     return text.rstrip("'\"")[:300] or type(exc).__name__
 
 
@@ -108,7 +117,7 @@ class Session:
         self.settings = settings
         self.capabilities: set[str] = set()
 
-    def __enter__(self) -> "Session":
+    def __enter__(self) -> Session:
         return self
 
     def __exit__(self, *exc_info: Any) -> None:
@@ -129,8 +138,9 @@ class Session:
     def refresh_capabilities(self) -> set[str]:
         with self._guard("asking for capabilities"):
             self.client._cached_capabilities = None
-            self.capabilities = {c.decode("ascii", "replace").upper() if isinstance(c, bytes) else str(c).upper()
-                                 for c in self.client.capabilities()}
+            self.capabilities = {
+                c.decode("ascii", "replace").upper() if isinstance(c, bytes) else str(c).upper() for c in self.client.capabilities()
+            }
         return self.capabilities
 
     def list_folders(self) -> list[str]:
@@ -172,8 +182,7 @@ def _open_client(settings: Settings, mailbox: Mailbox) -> IMAPClient:
     security = (mailbox.security or "ssl").lower()
     context = ssl_context(settings, mailbox) if security in ("ssl", "starttls") else None
     try:
-        client = IMAPClient(mailbox.host, port=mailbox.port, ssl=security == "ssl", ssl_context=context,
-                            timeout=timeout)
+        client = IMAPClient(mailbox.host, port=mailbox.port, ssl=security == "ssl", ssl_context=context, timeout=timeout)
     except Exception as exc:
         raise map_error(exc, mailbox, "connecting", settings.connect_timeout) from None
     if security == "starttls":
@@ -181,8 +190,9 @@ def _open_client(settings: Settings, mailbox: Mailbox) -> IMAPClient:
             client.socket().settimeout(settings.connect_timeout)
             caps = {c.upper() for c in client.capabilities()}
             if b"STARTTLS" not in caps:
-                raise TLSError(f"{_where(mailbox)} does not offer STARTTLS: use --security ssl (port 993), "
-                               "or plain only on a trusted network")
+                raise TLSError(
+                    f"{_where(mailbox)} does not offer STARTTLS: use --security ssl (port 993), or plain only on a trusted network"
+                )
             client.starttls(context)
             client._cached_capabilities = None
             client.socket().settimeout(settings.read_timeout)
@@ -206,10 +216,14 @@ def _login(client: IMAPClient, settings: Settings, mailbox: Mailbox) -> None:
     except imx.LoginError as exc:
         text = _server_text(exc).replace(password, "***") if password else _server_text(exc)
         if any(marker in text.upper() for marker in _TRANSIENT_LOGIN):
-            raise ImapConnectionError(f"{_where(mailbox)} cannot log in {mailbox.username} right now ({text}): "
-                                      "transient, will retry", orig=None) from None
-        raise AuthError(f"login rejected by {mailbox.host} for user {mailbox.username} ({text}): check the "
-                        "password (polling stops until it changes or the mailbox is resumed)", orig=None) from None
+            raise ImapConnectionError(
+                f"{_where(mailbox)} cannot log in {mailbox.username} right now ({text}): transient, will retry", orig=None
+            ) from None
+        raise AuthError(
+            f"login rejected by {mailbox.host} for user {mailbox.username} ({text}): check the "
+            "password (polling stops until it changes or the mailbox is resumed)",
+            orig=None,
+        ) from None
     except Exception as exc:
         raise map_error(exc, mailbox, "logging in", settings.read_timeout) from None
     finally:
@@ -247,4 +261,4 @@ def probe(settings: Settings, mailbox: Mailbox) -> Probe:
         return Probe(sorted(session.capabilities), session.list_folders())
 
 
-__all__ = ["Session", "Probe", "connect", "probe", "map_error", "ssl_context", "ImapError"]
+__all__ = ["ImapError", "Probe", "Session", "connect", "map_error", "probe", "ssl_context"]

@@ -5,11 +5,13 @@ secrets, which stay encrypted in the database. Each job binds the database in
 its own process (RQ forks a work-horse per job) and reads settings from the
 environment the worker was started with.
 """
+
 from __future__ import annotations
 
 import logging
 import time
 import uuid
+from datetime import UTC
 from typing import Any
 
 import redis
@@ -81,8 +83,9 @@ def _claim_is_dead(settings: Settings, conn: redis.Redis, mailbox_id: int, token
     return conn.lpos(queue(settings, origin.decode(), conn).key, token) is None
 
 
-def submit_poll(settings: Settings, mailbox_id: int, queue_name: str, *, manual: bool = False,
-                conn: redis.Redis | None = None) -> tuple[str, bool]:
+def submit_poll(
+    settings: Settings, mailbox_id: int, queue_name: str, *, manual: bool = False, conn: redis.Redis | None = None
+) -> tuple[str, bool]:
     """Enqueue a poll unless one is already queued or running; returns (job id, whether it is new).
 
     The claim is taken before the push, so two schedulers (or a scheduler and
@@ -95,15 +98,20 @@ def submit_poll(settings: Settings, mailbox_id: int, queue_name: str, *, manual:
         current = locks.holder(conn, mailbox_id)
         if current is not None and not _claim_is_dead(settings, conn, mailbox_id, current):
             return current, False
-        taken = (locks.steal(conn, mailbox_id, current, token, ttl) if current is not None
-                 else locks.claim(conn, mailbox_id, token, ttl))
+        taken = locks.steal(conn, mailbox_id, current, token, ttl) if current is not None else locks.claim(conn, mailbox_id, token, ttl)
         if not taken:  # lost a race to another submitter: theirs counts
             return locks.holder(conn, mailbox_id) or token, False
     try:
         queue(settings, queue_name, conn).enqueue_call(
-            POLL, args=(mailbox_id,), kwargs={"force": True} if manual else None, job_id=token,
-            timeout=settings.job_timeout, ttl=ttl, result_ttl=MANUAL_RESULT_TTL if manual else 0,
-            failure_ttl=POLL_FAILURE_TTL, description=f"poll mailbox {mailbox_id}",
+            POLL,
+            args=(mailbox_id,),
+            kwargs={"force": True} if manual else None,
+            job_id=token,
+            timeout=settings.job_timeout,
+            ttl=ttl,
+            result_ttl=MANUAL_RESULT_TTL if manual else 0,
+            failure_ttl=POLL_FAILURE_TTL,
+            description=f"poll mailbox {mailbox_id}",
         )
     except BaseException:
         locks.release(conn, mailbox_id, token)
@@ -163,8 +171,9 @@ def poll(mailbox_id: int, force: bool = False) -> dict[str, Any]:
     return result
 
 
-def _run_poll(settings: Settings, conn: redis.Redis, mailbox_id: int, force: bool,
-              renewer: locks.Renewer, started: float) -> dict[str, Any]:
+def _run_poll(
+    settings: Settings, conn: redis.Redis, mailbox_id: int, force: bool, renewer: locks.Renewer, started: float
+) -> dict[str, Any]:
     from . import dispatch
     from .models import Mailbox
     from .poll import poll_mailbox
@@ -185,9 +194,7 @@ def _run_poll(settings: Settings, conn: redis.Redis, mailbox_id: int, force: boo
     elif result.outcome == "error":
         mailbox = Mailbox.get_or_none(Mailbox.id == mailbox_id)
         if mailbox is not None and mailbox.next_attempt_at is not None:
-            from datetime import timezone
-
-            schedule.defer(conn, mailbox_id, mailbox.next_attempt_at.replace(tzinfo=timezone.utc).timestamp())
+            schedule.defer(conn, mailbox_id, mailbox.next_attempt_at.replace(tzinfo=UTC).timestamp())
     return result.as_dict()
 
 

@@ -15,6 +15,7 @@ and always has a TTL, so nothing blocks a mailbox forever:
 One key for marker and lock means a tick can never enqueue a second poll
 while one waits or runs, and two polls of one mailbox never overlap.
 """
+
 from __future__ import annotations
 
 import redis
@@ -101,7 +102,7 @@ class Renewer:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"mailq-lock-{mailbox_id}", daemon=True)
 
-    def __enter__(self) -> "Renewer":
+    def __enter__(self) -> Renewer:
         self._thread.start()
         return self
 

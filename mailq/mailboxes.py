@@ -3,15 +3,16 @@
 The CLI and the console call these; they never print. Passwords arrive as plain
 text only here and leave encrypted.
 """
+
 from __future__ import annotations
 
 import csv
 import io
 import re
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import date
-from typing import Any, Callable, Iterable
-
+from typing import Any
 
 from . import crypto
 from .config import Settings
@@ -46,9 +47,19 @@ class MailboxSpec:
 
 
 def validate(
-    *, name: str, host: str, port: Any = None, security: str | None = None, username: str, password: str,
-    folders: Iterable[str] | str | None = None, interval: Any = None, priority: str | None = None,
-    initial_sync: str | None = None, ca_file: str | None = None, default_interval: int = 60,
+    *,
+    name: str,
+    host: str,
+    port: Any = None,
+    security: str | None = None,
+    username: str,
+    password: str,
+    folders: Iterable[str] | str | None = None,
+    interval: Any = None,
+    priority: str | None = None,
+    initial_sync: str | None = None,
+    ca_file: str | None = None,
+    default_interval: int = 60,
 ) -> MailboxSpec:
     """Check every field and return a spec; the error names the first bad field."""
     name = (name or "").strip()
@@ -95,8 +106,7 @@ def validate(
             raise InvalidMailbox(f"initial sync: {initial_sync!r} needs a date as since:YYYY-MM-DD") from None
     elif initial_sync not in ("all", "new"):
         raise InvalidMailbox(f"initial sync: {initial_sync!r} is not all, new or since:YYYY-MM-DD")
-    return MailboxSpec(name, host, port, security, username, password, folders, interval, priority,
-                       initial_sync, ca_file or None)
+    return MailboxSpec(name, host, port, security, username, password, folders, interval, priority, initial_sync, ca_file or None)
 
 
 def get(ref: str | int) -> Mailbox:
@@ -123,14 +133,22 @@ def save(settings: Settings, spec: MailboxSpec) -> tuple[Mailbox, bool]:
         existing = Mailbox.select().where(Mailbox.name == spec.name).first()
         if existing is None:
             mailbox = Mailbox.create(
-                name=spec.name, host=spec.host, port=spec.port, security=spec.security,
-                username=spec.username, secret=crypto.encrypt(settings, spec.password),
-                folders=spec.folders, interval=spec.interval, priority=spec.priority,
-                initial_sync=spec.initial_sync, ca_file=spec.ca_file,
+                name=spec.name,
+                host=spec.host,
+                port=spec.port,
+                security=spec.security,
+                username=spec.username,
+                secret=crypto.encrypt(settings, spec.password),
+                folders=spec.folders,
+                interval=spec.interval,
+                priority=spec.priority,
+                initial_sync=spec.initial_sync,
+                ca_file=spec.ca_file,
             )
             return mailbox, True
         credentials_changed = (
-            existing.host != spec.host or existing.username != spec.username
+            existing.host != spec.host
+            or existing.username != spec.username
             or crypto.decrypt(settings, existing.secret, f"the password of mailbox {existing.name!r}") != spec.password
         )
         existing.host, existing.port, existing.security = spec.host, spec.port, spec.security
@@ -185,9 +203,15 @@ def import_csv(settings: Settings, text: str, on_row: Callable[[int, int], None]
     for done, (line, row) in enumerate(rows, 1):
         try:
             spec = validate(
-                name=row.get("name", ""), host=row.get("host", ""), port=row.get("port"),
-                security=row.get("security"), username=row.get("username", ""), password=row.get("password", ""),
-                folders=row.get("folders"), interval=row.get("interval"), priority=row.get("priority"),
+                name=row.get("name", ""),
+                host=row.get("host", ""),
+                port=row.get("port"),
+                security=row.get("security"),
+                username=row.get("username", ""),
+                password=row.get("password", ""),
+                folders=row.get("folders"),
+                interval=row.get("interval"),
+                priority=row.get("priority"),
                 default_interval=settings.poll_interval,
             )
             if spec.name in seen:
@@ -234,18 +258,30 @@ def remove(settings: Settings, mailbox: Mailbox) -> dict[str, int]:
 def to_dict(mailbox: Mailbox, detail: bool = False) -> dict[str, Any]:
     """The stable JSON shape (no secret, encrypted or not)."""
     data = {
-        "id": mailbox.id, "name": mailbox.name, "host": mailbox.host, "port": mailbox.port,
-        "security": mailbox.security, "username": mailbox.username, "folders": list(mailbox.folders),
-        "interval": mailbox.interval, "priority": mailbox.priority, "paused": bool(mailbox.paused),
-        "state": mailbox.display_state, "initial_sync": mailbox.initial_sync,
+        "id": mailbox.id,
+        "name": mailbox.name,
+        "host": mailbox.host,
+        "port": mailbox.port,
+        "security": mailbox.security,
+        "username": mailbox.username,
+        "folders": list(mailbox.folders),
+        "interval": mailbox.interval,
+        "priority": mailbox.priority,
+        "paused": bool(mailbox.paused),
+        "state": mailbox.display_state,
+        "initial_sync": mailbox.initial_sync,
     }
     if detail:
         iso = lambda d: d.isoformat() + "Z" if d else None  # noqa: E731
         data.update(
-            health=mailbox.state, consecutive_failures=mailbox.consecutive_failures,
-            next_attempt_at=iso(mailbox.next_attempt_at), last_poll_at=iso(mailbox.last_poll_at),
-            last_success_at=iso(mailbox.last_success_at), last_error=mailbox.last_error,
-            last_error_class=mailbox.last_error_class, ca_file=mailbox.ca_file,
+            health=mailbox.state,
+            consecutive_failures=mailbox.consecutive_failures,
+            next_attempt_at=iso(mailbox.next_attempt_at),
+            last_poll_at=iso(mailbox.last_poll_at),
+            last_success_at=iso(mailbox.last_success_at),
+            last_error=mailbox.last_error,
+            last_error_class=mailbox.last_error_class,
+            ca_file=mailbox.ca_file,
             created_at=iso(mailbox.created_at),
         )
     return data

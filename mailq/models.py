@@ -3,10 +3,11 @@
 Timestamps are naive UTC. Text that came from mail (subjects, addresses, file
 names) is stored as decoded, literally; it is data, never markup or a path.
 """
+
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import peewee as pw
 
@@ -18,7 +19,7 @@ PRIORITIES = ("high", "normal")
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc).replace(tzinfo=None)
+    return datetime.now(UTC).replace(tzinfo=None)
 
 
 class JSONListField(pw.TextField):

@@ -17,6 +17,7 @@ RFC 2047/2231 decoders, ~10x cheaper), and the MIME tree is split on boundary
 lines with ``bytes.find``. Only the first text part is decoded, and only its
 first few KB; attachment payloads are decoded once, for their hash.
 """
+
 from __future__ import annotations
 
 import binascii
@@ -24,7 +25,7 @@ import codecs
 import hashlib
 import re
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from email import policy
 from email.header import decode_header
 from email.message import Message
@@ -134,8 +135,7 @@ def _header(msg: Message, name: str, parsed: Parsed) -> str | None:
     if raw is None:
         return None
     if not isinstance(raw, str):  # compat32 wraps 8-bit values in Header objects
-        raw = str(raw) if not hasattr(raw, "_chunks") else "".join(
-            s if isinstance(s, str) else str(s) for s, _ in raw._chunks)
+        raw = str(raw) if not hasattr(raw, "_chunks") else "".join(s if isinstance(s, str) else str(s) for s, _ in raw._chunks)
     return decode_text(raw, parsed, name) or None
 
 
@@ -150,7 +150,7 @@ def _date(msg: Message, parsed: Parsed) -> datetime | None:
         return None
     if value.tzinfo is not None:
         try:
-            value = value.astimezone(timezone.utc).replace(tzinfo=None)
+            value = value.astimezone(UTC).replace(tzinfo=None)
         except (OverflowError, ValueError):
             value = value.replace(tzinfo=None)
     return value
@@ -231,8 +231,8 @@ def split_head(raw: bytes) -> tuple[bytes, bytes]:
     match = _HEAD_END.search(raw)
     if match is None:
         return raw, b""
-    cut = match.start() + (2 if raw[match.start():match.start() + 2] == b"\r\n" else 1)
-    return raw[:cut], raw[match.end():]
+    cut = match.start() + (2 if raw[match.start() : match.start() + 2] == b"\r\n" else 1)
+    return raw[:cut], raw[match.end() :]
 
 
 def _split_multipart(body: bytes, boundary: str, parsed: Parsed) -> list[bytes]:
@@ -247,7 +247,7 @@ def _split_multipart(body: bytes, boundary: str, parsed: Parsed) -> list[bytes]:
         if hit < 0:
             break
         pos = hit + len(marker)
-        if hit and body[hit - 1:hit] != b"\n":
+        if hit and body[hit - 1 : hit] != b"\n":
             continue  # not at the start of a line
         line_end = body.find(b"\n", pos)
         line_end = len(body) if line_end < 0 else line_end
@@ -255,8 +255,8 @@ def _split_multipart(body: bytes, boundary: str, parsed: Parsed) -> list[bytes]:
         if rest not in (b"", b"--"):
             continue  # a longer boundary that merely starts with ours
         if start is not None:
-            end = hit - (2 if body[hit - 2:hit] == b"\r\n" else 1) if hit else 0
-            parts.append(body[start:max(end, start)])
+            end = hit - (2 if body[hit - 2 : hit] == b"\r\n" else 1) if hit else 0
+            parts.append(body[start : max(end, start)])
             if len(parts) >= MAX_PARTS:
                 break
         if rest == b"--":
@@ -311,8 +311,9 @@ def _leaf(part: Message, ctype: str, cte: str, body: bytes, parsed: Parsed) -> N
     filename = _filename(part, parsed)
     if _is_attachment(part, ctype, filename):
         data = _transfer_decode(body, cte, parsed)
-        parsed.attachments.append(ParsedAttachment(filename=filename, content_type=ctype, size=len(data),
-                                                   sha256=hashlib.sha256(data).hexdigest(), data=data))
+        parsed.attachments.append(
+            ParsedAttachment(filename=filename, content_type=ctype, size=len(data), sha256=hashlib.sha256(data).hexdigest(), data=data)
+        )
     elif parsed.preview is None and ctype == "text/plain":
         parsed.preview = _preview_of(body, cte, part, html=False)
     elif parsed._html_preview is None and ctype == "text/html":

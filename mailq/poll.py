@@ -5,14 +5,16 @@ recorded (poll run + health) and returned. A bug is recorded too and then
 re-raised, so RQ keeps the traceback in its failed registry. Database errors
 propagate: nothing can be recorded without the database.
 """
+
 from __future__ import annotations
 
 import logging
 import os
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Any, Callable
+from typing import Any
 
 from . import health, imap
 from .config import Settings
@@ -59,8 +61,14 @@ def _skip_reason(mailbox: Mailbox, force: bool) -> str | None:
     return None
 
 
-def poll_mailbox(settings: Settings, mailbox_id: int, *, on_batch: Callable[[list[int]], None] | None = None,
-                 heartbeat: Callable[[], None] | None = None, force: bool = False) -> PollResult:
+def poll_mailbox(
+    settings: Settings,
+    mailbox_id: int,
+    *,
+    on_batch: Callable[[list[int]], None] | None = None,
+    heartbeat: Callable[[], None] | None = None,
+    force: bool = False,
+) -> PollResult:
     """Poll every folder of ``mailbox_id`` once, within the poll budget.
 
     ``on_batch(ids)`` runs after each batch commits, with the new rows' ids;
@@ -91,8 +99,7 @@ def poll_mailbox(settings: Settings, mailbox_id: int, *, on_batch: Callable[[lis
                     result.more_pending = True
                     break
                 try:
-                    folder_result = sync_folder(session, store, settings, mailbox, folder, budget,
-                                                on_batch=on_batch, heartbeat=heartbeat)
+                    folder_result = sync_folder(session, store, settings, mailbox, folder, budget, on_batch=on_batch, heartbeat=heartbeat)
                 except ProtocolError as exc:  # this folder only (e.g. it does not exist); the others still sync
                     folder_errors.append(f"folder {folder!r}: {exc}")
                     log.warning("mailbox %s: %s", mailbox.id, folder_errors[-1])
@@ -108,22 +115,27 @@ def poll_mailbox(settings: Settings, mailbox_id: int, *, on_batch: Callable[[lis
     except MailqError as exc:
         if folder_errors and isinstance(exc, (ImapConnectionError, ImapTimeoutError)):
             exc = type(exc)(f"{exc} (also: {'; '.join(folder_errors)})", orig=exc.orig)
-        result.outcome = health.finish_error(run, exc, settings, new=result.new, skipped=result.skipped,
-                                             folders_checked=result.folders_checked)
+        result.outcome = health.finish_error(
+            run, exc, settings, new=result.new, skipped=result.skipped, folders_checked=result.folders_checked
+        )
         result.error_class, result.error_text = health.error_class_of(exc), str(exc)
         result.duration_s = time.monotonic() - started
         return result
     except Exception as exc:  # a bug: record it, then let RQ keep the traceback
         try:
-            health.finish_error(run, exc, settings, new=result.new, skipped=result.skipped,
-                                folders_checked=result.folders_checked)
+            health.finish_error(run, exc, settings, new=result.new, skipped=result.skipped, folders_checked=result.folders_checked)
         except MailqError:
             log.exception("mailbox %s: could not record the failed poll", mailbox.id)
         raise
     folder_error = "; ".join(folder_errors) if folder_errors else None
-    result.outcome = health.finish_ok(run, new=result.new, skipped=result.skipped,
-                                      folders_checked=result.folders_checked, partial=result.more_pending,
-                                      folder_error=folder_error)
+    result.outcome = health.finish_ok(
+        run,
+        new=result.new,
+        skipped=result.skipped,
+        folders_checked=result.folders_checked,
+        partial=result.more_pending,
+        folder_error=folder_error,
+    )
     if folder_error:
         result.error_class, result.error_text = health.FOLDER_ERROR, folder_error
     result.duration_s = time.monotonic() - started

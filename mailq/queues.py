@@ -4,11 +4,12 @@ Queues are listed in the order workers take them, so high-priority mailboxes
 go first and downstream dispatch never starves polls (``default`` is for
 operator one-offs). Every Redis failure leaves this module as ``QueueError``.
 """
+
 from __future__ import annotations
 
 import contextlib
 import os
-from typing import Iterator
+from collections.abc import Iterator
 
 import redis
 from rq import Queue
@@ -45,9 +46,9 @@ def connect(settings: Settings, *, check: bool = False, blocking: bool = False) 
     client = _clients.get(key)
     if client is None:
         try:
-            client = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=5,
-                                          socket_timeout=None if blocking else SOCKET_TIMEOUT,
-                                          health_check_interval=30)
+            client = redis.Redis.from_url(
+                settings.redis_url, socket_connect_timeout=5, socket_timeout=None if blocking else SOCKET_TIMEOUT, health_check_interval=30
+            )
         except ValueError as exc:
             raise QueueError(f"MAILQ_REDIS_URL: {exc}", orig=exc) from None
         _clients[key] = client
@@ -90,8 +91,7 @@ def errors_as_queue(settings: Settings | None = None) -> Iterator[None]:
         yield
     except redis.exceptions.ConnectionError as exc:
         where = f" at {_where(settings.redis_url)}" if settings else ""
-        raise QueueError(f"Redis unavailable{where}: {exc}: check MAILQ_REDIS_URL and that redis-server runs",
-                         orig=exc) from None
+        raise QueueError(f"Redis unavailable{where}: {exc}: check MAILQ_REDIS_URL and that redis-server runs", orig=exc) from None
     except redis.exceptions.TimeoutError as exc:
         raise QueueError(f"Redis timed out: {exc}", orig=exc) from None
     except redis.exceptions.ResponseError as exc:

@@ -6,8 +6,8 @@
 4. delete rows (attachments, messages, folder state, poll runs) and the mailbox last,
    so an interrupted removal finds the mailbox again and finishes the job.
 """
-from __future__ import annotations
 
+from __future__ import annotations
 
 from .config import Settings
 from .db import database, errors_as_mailq
@@ -20,18 +20,21 @@ _CHUNK = 500
 def _orphaned_blobs(mailbox_id: int) -> set[str]:
     """Hashes referenced by this mailbox's rows and by no row of any other mailbox."""
     own_raw = Message.select(Message.sha256).where((Message.mailbox == mailbox_id) & Message.sha256.is_null(False))
-    own_att = (Attachment.select(Attachment.sha256).join(Message).where(Message.mailbox == mailbox_id))
+    own_att = Attachment.select(Attachment.sha256).join(Message).where(Message.mailbox == mailbox_id)
     own = {r.sha256 for r in own_raw} | {r.sha256 for r in own_att}
     if not own:
         return set()
     still_used: set[str] = set()
     items = sorted(own)
     for i in range(0, len(items), _CHUNK):
-        chunk = items[i:i + _CHUNK]
-        still_used |= {r.sha256 for r in Message.select(Message.sha256).where(
-            (Message.mailbox != mailbox_id) & Message.sha256.in_(chunk))}
-        still_used |= {r.sha256 for r in Attachment.select(Attachment.sha256).join(Message).where(
-            (Message.mailbox != mailbox_id) & Attachment.sha256.in_(chunk))}
+        chunk = items[i : i + _CHUNK]
+        still_used |= {r.sha256 for r in Message.select(Message.sha256).where((Message.mailbox != mailbox_id) & Message.sha256.in_(chunk))}
+        still_used |= {
+            r.sha256
+            for r in Attachment.select(Attachment.sha256)
+            .join(Message)
+            .where((Message.mailbox != mailbox_id) & Attachment.sha256.in_(chunk))
+        }
     return own - still_used
 
 
@@ -46,8 +49,9 @@ def _stop_polls(settings: Settings, mailbox_id: int) -> None:
     try:
         schedule.forget(settings, mailbox_id)
     except QueueError as exc:
-        logging.getLogger("mailq.removal").warning("mailbox %s: schedule not cancelled (%s); "
-                                                   "the scheduler drops it at its next reconcile", mailbox_id, exc)
+        logging.getLogger("mailq.removal").warning(
+            "mailbox %s: schedule not cancelled (%s); the scheduler drops it at its next reconcile", mailbox_id, exc
+        )
 
 
 def remove_mailbox(settings: Settings, mailbox: Mailbox) -> dict[str, int]:

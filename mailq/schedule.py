@@ -13,13 +13,14 @@ across the interval, never before a backoff ends), removes stale ones (mailbox d
 auth_error) and rewrites changed ones (interval or priority) keeping their
 next run. It is idempotent and cheap: one ZRANGE, pipelined HGETALLs, one query.
 """
+
 from __future__ import annotations
 
 import random
 import re
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import redis
 from rq.job import Job
@@ -75,7 +76,7 @@ def entries(conn: redis.Redis, start: int = 0, end: int = -1) -> list[Entry]:
     found = [(mid, score) for mid, score in found if mid is not None]
     result: list[Entry] = []
     for i in range(0, len(found), _CHUNK):
-        chunk = found[i:i + _CHUNK]
+        chunk = found[i : i + _CHUNK]
         jobs = Job.fetch_many([job_id(mid) for mid, _ in chunk], connection=conn)
         for (mid, score), job in zip(chunk, jobs):
             interval = job.meta.get("interval") if job is not None else None
@@ -95,18 +96,16 @@ def next_runs(conn: redis.Redis, mailbox_ids: list[int]) -> dict[int, datetime]:
     for mid in mailbox_ids:
         pipe.zscore(SCHEDULED_KEY, job_id(mid))
     scores = pipe.execute()
-    return {mid: datetime.fromtimestamp(s, timezone.utc).replace(tzinfo=None)
-            for mid, s in zip(mailbox_ids, scores) if s is not None}
+    return {mid: datetime.fromtimestamp(s, UTC).replace(tzinfo=None) for mid, s in zip(mailbox_ids, scores) if s is not None}
 
 
 def _desired() -> dict[int, tuple[int, str, datetime | None, bool]]:
     """mailbox id -> (interval, queue, next attempt, never polled) of every enabled mailbox."""
     with errors_as_mailq():
-        rows = (Mailbox.select(Mailbox.id, Mailbox.interval, Mailbox.priority, Mailbox.next_attempt_at,
-                               Mailbox.last_poll_at)
-                .where((Mailbox.paused == False) & (Mailbox.state != "auth_error")))  # noqa: E712
-        return {m.id: (m.interval, poll_queue_name(m.priority), m.next_attempt_at, m.last_poll_at is None)
-                for m in rows}
+        rows = Mailbox.select(Mailbox.id, Mailbox.interval, Mailbox.priority, Mailbox.next_attempt_at, Mailbox.last_poll_at).where(
+            (not Mailbox.paused) & (Mailbox.state != "auth_error")
+        )
+        return {m.id: (m.interval, poll_queue_name(m.priority), m.next_attempt_at, m.last_poll_at is None) for m in rows}
 
 
 def plan(settings: Settings) -> tuple[Plan, dict, dict]:
@@ -118,26 +117,29 @@ def plan(settings: Settings) -> tuple[Plan, dict, dict]:
         # A template hash left without its ZSET member (e.g. a bare cancel) is not a schedule.
     missing = sorted(mid for mid in desired if mid not in current or current[mid].interval is None)
     stale = sorted(mid for mid in current if mid not in desired)
-    changed = sorted(mid for mid, e in current.items()
-                     if mid in desired and e.interval is not None
-                     and (e.interval, e.queue) != desired[mid][:2])
+    changed = sorted(
+        mid for mid, e in current.items() if mid in desired and e.interval is not None and (e.interval, e.queue) != desired[mid][:2]
+    )
     unchanged = len(desired) - len(missing) - len(changed)
     return Plan(missing, stale, changed, unchanged), desired, current
 
 
-def add(conn: redis.Redis, mailbox_id: int, interval: int, queue_name: str, *, first_run: float,
-        job_timeout: int) -> None:
+def add(conn: redis.Redis, mailbox_id: int, interval: int, queue_name: str, *, first_run: float, job_timeout: int) -> None:
     """Create or replace the entry (same id replaces in place: never a duplicate)."""
     _scheduler(conn).schedule(
-        scheduled_time=datetime.fromtimestamp(first_run, timezone.utc).replace(tzinfo=None),
-        func=POLL_FUNC, args=[mailbox_id], interval=interval, id=job_id(mailbox_id),
-        queue_name=queue_name, result_ttl=-1, timeout=job_timeout,
+        scheduled_time=datetime.fromtimestamp(first_run, UTC).replace(tzinfo=None),
+        func=POLL_FUNC,
+        args=[mailbox_id],
+        interval=interval,
+        id=job_id(mailbox_id),
+        queue_name=queue_name,
+        result_ttl=-1,
+        timeout=job_timeout,
         description=f"poll mailbox {mailbox_id} every {interval}s",
     )
 
 
-def first_run(interval: int, next_attempt_at: datetime | None, now: float | None = None,
-              never_polled: bool = False) -> float:
+def first_run(interval: int, next_attempt_at: datetime | None, now: float | None = None, never_polled: bool = False) -> float:
     """When a new entry first fires: never inside a backoff.
 
     A mailbox never polled starts now: its owner is waiting for its mail, and the
@@ -148,7 +150,7 @@ def first_run(interval: int, next_attempt_at: datetime | None, now: float | None
     now = time.time() if now is None else now
     when = now if never_polled else now + random.uniform(0, interval)
     if next_attempt_at is not None:
-        when = max(when, next_attempt_at.replace(tzinfo=timezone.utc).timestamp())
+        when = max(when, next_attempt_at.replace(tzinfo=UTC).timestamp())
     return when
 
 
@@ -165,7 +167,7 @@ def defer(conn: redis.Redis, mailbox_id: int, until: float) -> None:
     conn.zadd(SCHEDULED_KEY, {job_id(mailbox_id): int(until + 0.999)}, xx=True, gt=True)
 
 
-def reconcile(settings: Settings) -> "ReconcileResult":
+def reconcile(settings: Settings) -> ReconcileResult:
     """Make Redis match the database; returns what changed."""
     p, desired, current = plan(settings)
     conn = connect(settings)
@@ -173,8 +175,14 @@ def reconcile(settings: Settings) -> "ReconcileResult":
     with errors_as_queue(settings):
         for mid in p.missing:
             interval, queue_name, next_attempt, never_polled = desired[mid]
-            add(conn, mid, interval, queue_name, first_run=first_run(interval, next_attempt, now, never_polled),
-                job_timeout=settings.job_timeout)
+            add(
+                conn,
+                mid,
+                interval,
+                queue_name,
+                first_run=first_run(interval, next_attempt, now, never_polled),
+                job_timeout=settings.job_timeout,
+            )
         for mid in p.changed:
             interval, queue_name = desired[mid][:2]
             keep = min(current[mid].next_run, now + interval)
@@ -207,12 +215,23 @@ def ensure(settings: Settings, mailbox: Mailbox) -> str:
         if score is not None and template is not None:
             if (template.meta.get("interval"), template.origin) == (mailbox.interval, queue_name):
                 return "unchanged"
-            add(conn, mailbox.id, mailbox.interval, queue_name, first_run=min(score, time.time() + mailbox.interval),
-                job_timeout=settings.job_timeout)
+            add(
+                conn,
+                mailbox.id,
+                mailbox.interval,
+                queue_name,
+                first_run=min(score, time.time() + mailbox.interval),
+                job_timeout=settings.job_timeout,
+            )
             return "updated"
-        add(conn, mailbox.id, mailbox.interval, queue_name,
+        add(
+            conn,
+            mailbox.id,
+            mailbox.interval,
+            queue_name,
             first_run=first_run(mailbox.interval, mailbox.next_attempt_at, never_polled=mailbox.last_poll_at is None),
-            job_timeout=settings.job_timeout)
+            job_timeout=settings.job_timeout,
+        )
         return "added"
 
 

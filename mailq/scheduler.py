@@ -12,6 +12,7 @@ are serialized by the lock, and each push needs the mailbox's claim (SET NX).
 Every ``reconcile_interval`` the schedule is reconciled with the database (a
 flushed or restarted Redis heals itself) and the dispatch outbox is swept.
 """
+
 from __future__ import annotations
 
 import json
@@ -22,7 +23,7 @@ import socket
 import threading
 import time
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import redis
 from rq_scheduler import Scheduler
@@ -56,8 +57,7 @@ class PollScheduler(Scheduler):
 
     def acquire_lock(self) -> bool:
         token = uuid.uuid4().hex
-        self._lock_acquired = bool(self.connection.set(self.scheduler_lock_key, token,
-                                                       ex=int(self._interval) + 10, nx=True))
+        self._lock_acquired = bool(self.connection.set(self.scheduler_lock_key, token, ex=int(self._interval) + 10, nx=True))
         self._lock_token = token if self._lock_acquired else None
         return self._lock_acquired
 
@@ -83,7 +83,7 @@ class PollScheduler(Scheduler):
 
 
 def _now_iso() -> str:
-    return datetime.now(timezone.utc).replace(tzinfo=None).isoformat() + "Z"
+    return datetime.now(UTC).replace(tzinfo=None).isoformat() + "Z"
 
 
 class Runner:
@@ -104,8 +104,12 @@ class Runner:
         if install_signals:
             signal.signal(signal.SIGTERM, self.stop)
             signal.signal(signal.SIGINT, self.stop)
-        log.info("scheduler %s: checking every %.1fs, reconciling every %.0fs",
-                 self.scheduler.name, self.settings.scheduler_interval, self.settings.reconcile_interval)
+        log.info(
+            "scheduler %s: checking every %.1fs, reconciling every %.0fs",
+            self.scheduler.name,
+            self.settings.scheduler_interval,
+            self.settings.reconcile_interval,
+        )
         registered = False
         try:
             while not self._stop.is_set():
@@ -133,8 +137,7 @@ class Runner:
     def tick(self) -> None:
         """One pass: liveness, due polls, and (when its time has come) reconcile + sweep."""
         self.scheduler.heartbeat()
-        alive = json.dumps({"name": self.scheduler.name, "pid": os.getpid(), "host": socket.gethostname(),
-                            "at": _now_iso()})
+        alive = json.dumps({"name": self.scheduler.name, "pid": os.getpid(), "host": socket.gethostname(), "at": _now_iso()})
         self.conn.set(ALIVE_KEY, alive, ex=max(10, int(self.settings.scheduler_interval * 5)))
         if self.scheduler.acquire_lock():
             try:
@@ -153,8 +156,13 @@ class Runner:
             return  # another scheduler reconciled within this period
         report = schedule.reconcile(self.settings)
         if report.added or report.removed or report.updated:
-            log.info("reconcile: added %d, removed %d, updated %d, unchanged %d",
-                     len(report.added), len(report.removed), len(report.updated), report.unchanged)
+            log.info(
+                "reconcile: added %d, removed %d, updated %d, unchanged %d",
+                len(report.added),
+                len(report.removed),
+                len(report.updated),
+                report.unchanged,
+            )
         self.conn.set(RECONCILED_KEY, _now_iso(), ex=7 * 24 * 3600)
         dispatch.sweep(self.settings, self.conn)
         # a SIGKILLed work-horse leaves its poll run "running": close it once no poll could still be going

@@ -12,6 +12,7 @@ Linux) before the rows that name them commit: measured on a first sync, an
 fsync per file and per directory cost ~1 ms of CPU per blob, more than parsing
 the message.
 """
+
 from __future__ import annotations
 
 import ctypes
@@ -138,11 +139,11 @@ class LocalBlobStore:
             if _retry and directory in self._dirs:  # removed behind our back: create it again
                 self._dirs.discard(directory)
                 return self.write_unsynced(data, sha256, fsync, _retry=False)
-            raise StorageError(f"cannot write blob under {self.root}: {exc.strerror or exc}: check the storage path",
-                               orig=exc) from None
+            raise StorageError(f"cannot write blob under {self.root}: {exc.strerror or exc}: check the storage path", orig=exc) from None
         except OSError as exc:
-            raise StorageError(f"cannot write blob under {self.root}: {exc.strerror or exc}: check disk space and "
-                               "permissions", orig=exc) from None
+            raise StorageError(
+                f"cannot write blob under {self.root}: {exc.strerror or exc}: check disk space and permissions", orig=exc
+            ) from None
         return True
 
     def flush(self, sha256s: list[str]) -> None:
@@ -154,8 +155,7 @@ class LocalBlobStore:
             fd = os.open(self.root, os.O_RDONLY)
             try:
                 if _syncfs(fd) != 0:
-                    raise StorageError(f"cannot flush blobs under {self.root}: {os.strerror(ctypes.get_errno())}: "
-                                       "check the disk")
+                    raise StorageError(f"cannot flush blobs under {self.root}: {os.strerror(ctypes.get_errno())}: check the disk")
             finally:
                 os.close(fd)
             return
@@ -167,8 +167,7 @@ class LocalBlobStore:
                 finally:
                     os.close(fd)
         except OSError as exc:
-            raise StorageError(f"cannot flush blobs under {self.root}: {exc.strerror or exc}: check the disk",
-                               orig=exc) from None
+            raise StorageError(f"cannot flush blobs under {self.root}: {exc.strerror or exc}: check the disk", orig=exc) from None
         self.sync_dirs(sha256s)
 
     def get(self, sha256: str) -> bytes:
@@ -222,7 +221,7 @@ class BlobBatch:
             self._unsynced = []
         return sorted(self._seen)
 
-    def __enter__(self) -> "BlobBatch":
+    def __enter__(self) -> BlobBatch:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
@@ -235,7 +234,7 @@ def open_store(settings: Settings) -> BlobStore:
     url = settings.storage_url
     scheme = urlparse(url).scheme
     if scheme == "file":
-        return LocalBlobStore(url[len("file://"):])
+        return LocalBlobStore(url[len("file://") :])
     if scheme == "s3":
         raise ConfigError("MAILQ_STORAGE_URL: the s3:// backend is not available in this release, use file://PATH")
     raise ConfigError(f"MAILQ_STORAGE_URL: unsupported scheme {scheme!r}, use file://PATH")

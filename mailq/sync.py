@@ -22,14 +22,16 @@ UID actually stored) and, once caught up, UIDNEXT and HIGHESTMODSEQ. One pass:
    commit re-fetches the batch, a crash after it never does.
 6. A budget (messages, seconds) bounds one poll; the rest waits for the next.
 """
+
 from __future__ import annotations
 
 import json
 import logging
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import date
-from typing import Any, Callable, Iterable
+from typing import Any
 
 from . import parse as mime
 from .config import Settings
@@ -53,7 +55,7 @@ class Budget:
     deadline: float  # time.monotonic()
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> "Budget":
+    def from_settings(cls, settings: Settings) -> Budget:
         return cls(settings.poll_budget_messages, time.monotonic() + settings.poll_budget_seconds)
 
     def spent(self) -> bool:
@@ -89,7 +91,7 @@ class _Item:
 
 def _chunks(items: list, size: int) -> Iterable[list]:
     for i in range(0, len(items), size):
-        yield items[i:i + size]
+        yield items[i : i + size]
 
 
 def folder_state(mailbox_id: int, folder: str) -> FolderState:
@@ -121,9 +123,16 @@ def _int(value: Any) -> int | None:
         return None
 
 
-def sync_folder(session: Session, store: BlobStore, settings: Settings, mailbox: Mailbox, folder: str,
-                budget: Budget, on_batch: Callable[[list[int]], None] | None = None,
-                heartbeat: Callable[[], None] | None = None) -> FolderResult:
+def sync_folder(
+    session: Session,
+    store: BlobStore,
+    settings: Settings,
+    mailbox: Mailbox,
+    folder: str,
+    budget: Budget,
+    on_batch: Callable[[list[int]], None] | None = None,
+    heartbeat: Callable[[], None] | None = None,
+) -> FolderResult:
     """Bring one folder up to date within ``budget``; IMAP errors propagate as mailq errors."""
     result = FolderResult(folder)
     state = folder_state(mailbox.id, folder)
@@ -131,8 +140,12 @@ def sync_folder(session: Session, store: BlobStore, settings: Settings, mailbox:
     if session.has("CONDSTORE"):
         status = session.status(folder, ["UIDVALIDITY", "UIDNEXT", "HIGHESTMODSEQ"])
         modseq = _int(status.get(b"HIGHESTMODSEQ"))
-        if (state.highestmodseq is not None and modseq == state.highestmodseq
-                and _int(status.get(b"UIDNEXT")) == state.uidnext and _int(status.get(b"UIDVALIDITY")) == state.uidvalidity):
+        if (
+            state.highestmodseq is not None
+            and modseq == state.highestmodseq
+            and _int(status.get(b"UIDNEXT")) == state.uidnext
+            and _int(status.get(b"UIDVALIDITY")) == state.uidvalidity
+        ):
             result.unchanged = True
             return result
     info = session.examine(folder)
@@ -145,25 +158,28 @@ def sync_folder(session: Session, store: BlobStore, settings: Settings, mailbox:
     resyncing = False
     if state.uidvalidity is None and (mailbox.initial_sync or "all").lower() == "new":
         last = (uidnext - 1) if uidnext else (max(session.search(["UID", "*"]) or [0]) if exists else 0)
-        _save_state(state, uidvalidity=uidvalidity, last_uid=max(last, 0), uidnext=uidnext, highestmodseq=modseq,
-                    last_synced_at=utcnow())
+        _save_state(state, uidvalidity=uidvalidity, last_uid=max(last, 0), uidnext=uidnext, highestmodseq=modseq, last_synced_at=utcnow())
         return result
     if state.uidvalidity is not None and state.uidvalidity != uidvalidity:
-        log.warning("mailbox %s folder %r: UIDVALIDITY %s -> %s, resyncing without duplicates",
-                    mailbox.id, folder, state.uidvalidity, uidvalidity)
+        log.warning(
+            "mailbox %s folder %r: UIDVALIDITY %s -> %s, resyncing without duplicates", mailbox.id, folder, state.uidvalidity, uidvalidity
+        )
         _save_state(state, uidvalidity=uidvalidity, last_uid=0, highestmodseq=None, last_synced_at=None)
     elif state.uidvalidity is None:
         _save_state(state, uidvalidity=uidvalidity)
     with errors_as_mailq():
-        resyncing = Message.select().where((Message.mailbox == mailbox.id) & (Message.folder == folder)
-                                           & (Message.uidvalidity != uidvalidity)).exists()
+        resyncing = (
+            Message.select()
+            .where((Message.mailbox == mailbox.id) & (Message.folder == folder) & (Message.uidvalidity != uidvalidity))
+            .exists()
+        )
 
     criteria: list[Any] = ["UID", f"{state.last_uid + 1}:*"]
     since = _since(mailbox, resyncing) if state.last_synced_at is None else None
     if since:
         criteria += ["SINCE", since]
     uids = [u for u in session.search(criteria) if u > state.last_uid] if exists else []
-    todo = uids[:max(budget.messages, 0)]
+    todo = uids[: max(budget.messages, 0)]
     result.more_pending = len(todo) < len(uids)
 
     pending: _Prepared | None = None
@@ -198,15 +214,18 @@ class _Prepared:
     blobs: BlobBatch
 
 
-def _prepare(store: BlobStore, mailbox: Mailbox, folder: str, uidvalidity: int, batch: FetchedBatch,
-             resyncing: bool, claimed: set[int]) -> _Prepared:
+def _prepare(
+    store: BlobStore, mailbox: Mailbox, folder: str, uidvalidity: int, batch: FetchedBatch, resyncing: bool, claimed: set[int]
+) -> _Prepared:
     """Pair a fetched batch with stored rows when resyncing, parse it and start its blob writes."""
-    items: dict[int, _Item] = {uid: _Item(uid, len(raw), raw=raw, sha256=sha)
-                               for uid, (raw, sha) in batch.bodies.items()}
+    items: dict[int, _Item] = {uid: _Item(uid, len(raw), raw=raw, sha256=sha) for uid, (raw, sha) in batch.bodies.items()}
     for uid, header in batch.headers.items():
-        items[uid] = _Item(uid, batch.sizes[uid], parsed=mime.parse(header),
-                           skipped_reason=f"larger than MAILQ_MAX_MESSAGE_BYTES ({batch.sizes[uid]} bytes): "
-                                          "not fetched")
+        items[uid] = _Item(
+            uid,
+            batch.sizes[uid],
+            parsed=mime.parse(header),
+            skipped_reason=f"larger than MAILQ_MAX_MESSAGE_BYTES ({batch.sizes[uid]} bytes): not fetched",
+        )
     if resyncing:
         _match_existing(mailbox, folder, uidvalidity, items, claimed)
     blobs = BlobBatch(store)  # flushed in _finish, before the rows commit
@@ -220,9 +239,16 @@ def _prepare(store: BlobStore, mailbox: Mailbox, folder: str, uidvalidity: int, 
     return _Prepared(items, blobs)
 
 
-def _finish(prepared: _Prepared, mailbox: Mailbox, folder: str, state: FolderState, uidvalidity: int,
-            result: FolderResult, on_batch: Callable[[list[int]], None] | None,
-            heartbeat: Callable[[], None] | None) -> None:
+def _finish(
+    prepared: _Prepared,
+    mailbox: Mailbox,
+    folder: str,
+    state: FolderState,
+    uidvalidity: int,
+    result: FolderResult,
+    on_batch: Callable[[list[int]], None] | None,
+    heartbeat: Callable[[], None] | None,
+) -> None:
     """Wait until the batch's blobs are durable, then commit its rows and tell the caller."""
     prepared.blobs.wait()
     items = prepared.items
@@ -236,8 +262,7 @@ def _finish(prepared: _Prepared, mailbox: Mailbox, folder: str, state: FolderSta
         heartbeat()
 
 
-def _match_existing(mailbox: Mailbox, folder: str, uidvalidity: int, items: dict[int, _Item],
-                    claimed: set[int]) -> None:
+def _match_existing(mailbox: Mailbox, folder: str, uidvalidity: int, items: dict[int, _Item], claimed: set[int]) -> None:
     """Resync: pair fetched messages with stored rows of another UIDVALIDITY, each row at most once."""
     old = (Message.mailbox == mailbox.id) & (Message.folder == folder) & (Message.uidvalidity != uidvalidity)
     with errors_as_mailq():
@@ -248,7 +273,9 @@ def _match_existing(mailbox: Mailbox, folder: str, uidvalidity: int, items: dict
                 by_sha.setdefault(row.sha256, []).append(row.id)
         skipped_rows: dict[tuple, list[int]] = {}
         if any(i.skipped_reason for i in items.values()):
-            for row in Message.select(Message.id, Message.message_id, Message.size).where(old & Message.sha256.is_null()).order_by(Message.id):
+            for row in (
+                Message.select(Message.id, Message.message_id, Message.size).where(old & Message.sha256.is_null()).order_by(Message.id)
+            ):
                 skipped_rows.setdefault((row.message_id, row.size), []).append(row.id)
     for uid in sorted(items):
         item = items[uid]
@@ -266,11 +293,24 @@ def _match_existing(mailbox: Mailbox, folder: str, uidvalidity: int, items: dict
 def _row(mailbox: Mailbox, folder: str, uidvalidity: int, item: _Item, now) -> dict[str, Any]:
     p = item.parsed or mime.Parsed()
     return {
-        "mailbox": mailbox.id, "folder": folder, "uidvalidity": uidvalidity, "uid": item.uid,
-        "message_id": p.message_id, "subject": p.subject, "from_addr": p.from_addr, "to_addrs": p.to_addrs,
-        "cc_addrs": p.cc_addrs, "date": p.date, "in_reply_to": p.in_reply_to, "references": p.references,
-        "preview": p.preview, "size": item.size, "sha256": item.sha256, "skipped_reason": item.skipped_reason,
-        "parse_defects": json.dumps(p.defects, ensure_ascii=False) if p.defects else None, "created_at": now,
+        "mailbox": mailbox.id,
+        "folder": folder,
+        "uidvalidity": uidvalidity,
+        "uid": item.uid,
+        "message_id": p.message_id,
+        "subject": p.subject,
+        "from_addr": p.from_addr,
+        "to_addrs": p.to_addrs,
+        "cc_addrs": p.cc_addrs,
+        "date": p.date,
+        "in_reply_to": p.in_reply_to,
+        "references": p.references,
+        "preview": p.preview,
+        "size": item.size,
+        "sha256": item.sha256,
+        "skipped_reason": item.skipped_reason,
+        "parse_defects": json.dumps(p.defects, ensure_ascii=False) if p.defects else None,
+        "created_at": now,
     }
 
 
@@ -284,8 +324,13 @@ def _insert(model, rows: list[dict[str, Any]], ignore_conflicts: bool = False) -
         return
     fields = [model._meta.fields[name] for name in rows[0]]
     one = "(" + ", ".join([database.obj.param] * len(fields)) + ")"
-    sql = (f'INSERT INTO "{model._meta.table_name}" (' + ", ".join(f'"{f.column_name}"' for f in fields)
-           + ") VALUES " + ", ".join([one] * len(rows)) + (" ON CONFLICT DO NOTHING" if ignore_conflicts else ""))
+    sql = (
+        f'INSERT INTO "{model._meta.table_name}" ('
+        + ", ".join(f'"{f.column_name}"' for f in fields)
+        + ") VALUES "
+        + ", ".join([one] * len(rows))
+        + (" ON CONFLICT DO NOTHING" if ignore_conflicts else "")
+    )
     database.execute_sql(sql, [f.db_value(row[f.name]) for row in rows for f in fields])
 
 
@@ -308,14 +353,18 @@ def _commit(mailbox: Mailbox, folder: str, state: FolderState, uidvalidity: int,
         if fresh:
             fresh_uids = [i.uid for i in fresh]
             ids = {r.uid: r.id for r in Message.select(Message.id, Message.uid).where(here & Message.uid.in_(fresh_uids))}
-        attachments = [{"message": ids[i.uid], "filename": a.filename, "content_type": a.content_type, "size": a.size,
-                        "sha256": a.sha256}
-                       for i in fresh if i.uid in ids and i.parsed for a in i.parsed.attachments]
+        attachments = [
+            {"message": ids[i.uid], "filename": a.filename, "content_type": a.content_type, "size": a.size, "sha256": a.sha256}
+            for i in fresh
+            if i.uid in ids and i.parsed
+            for a in i.parsed.attachments
+        ]
         for chunk in _chunks(attachments, 150):
             _insert(Attachment, chunk)
         top = max(uids)
         FolderState.update(last_uid=top, uidvalidity=uidvalidity).where(
-            (FolderState.id == state.id) & (FolderState.last_uid < top)).execute()
+            (FolderState.id == state.id) & (FolderState.last_uid < top)
+        ).execute()
         state.last_uid = max(state.last_uid, top)
     return [ids[i.uid] for i in fresh if i.uid in ids]
 

@@ -5,6 +5,7 @@ escape sequences, control characters or Rich markup. ``literal`` neutralises
 control characters; callers render the result with ``rich.text.Text`` (never as
 markup) so ``[bold]`` stays two brackets and a word.
 """
+
 from __future__ import annotations
 
 import re

@@ -7,6 +7,7 @@ failed dispatches into new attempts; without any worker running it, retries
 wait in the ScheduledJobRegistry. SIGTERM is a warm shutdown: the current poll
 finishes (give it longer than honcho's 5 s in production, see docs/farm.md).
 """
+
 from __future__ import annotations
 
 import logging
@@ -47,8 +48,7 @@ def run(settings: Settings, *, burst: bool = False, name: str | None = None, for
             with errors_as_queue(settings):
                 register(conn)
                 worker = worker_class(all_queues(settings, conn), connection=conn, name=name)
-                worked = worker.work(burst=burst, with_scheduler=True,
-                                     logging_level=settings.log_level.upper()) or worked
+                worked = worker.work(burst=burst, with_scheduler=True, logging_level=settings.log_level.upper()) or worked
             if burst or worker._stop_requested or worker._shutdown_requested_date is not None:
                 return worked  # finished, or asked to stop (an idle worker's stop sets only the date)
         except QueueError:

@@ -11,14 +11,16 @@ headless console (read in the worker thread + diffing the table on screen).
 
 Run: python scripts/console_scale.py [--mailboxes 10000] [--failed 100000] [--database-url URL]
 """
+
 from __future__ import annotations
 
 import argparse
 import asyncio
 import statistics
+import sys
 import tempfile
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import redis
@@ -31,11 +33,15 @@ from rq.results import Result
 
 from mailq import config, crypto, db, migrations, ops
 from mailq.models import Mailbox, Message, PollRun, utcnow
-from mailq.testbed.redisd import RedisServer
 
-TRACEBACK = ('Traceback (most recent call last):\n  File "mailq/jobs.py", line 120, in poll\n'
-             '    result = _run_poll(settings, conn, mailbox_id, force, renewer, started)\n'
-             "mailq.errors.ImapTimeoutError: IMAP read timed out after 60s\n")
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the dev harness lives in tests/
+from tests.testbed.redisd import RedisServer
+
+TRACEBACK = (
+    'Traceback (most recent call last):\n  File "mailq/jobs.py", line 120, in poll\n'
+    '    result = _run_poll(settings, conn, mailbox_id, force, renewer, started)\n'
+    "mailq.errors.ImapTimeoutError: IMAP read timed out after 60s\n"
+)
 out = Console(highlight=False)
 
 
@@ -43,38 +49,74 @@ def fill_database(settings, count: int) -> None:
     secret = crypto.encrypt(settings, "pw")
     now = utcnow()
     states = ["ok"] * 7 + ["failing", "auth_error", "ok"]
-    rows = [dict(name=f"box{i:05d}@tenant{i % 300}.example", host=f"imap.tenant{i % 300}.example", port=993,
-                 security="ssl", username=f"box{i:05d}", secret=secret, folders=["INBOX"], interval=60,
-                 state=states[i % 10], paused=i % 50 == 0, consecutive_failures=3 if states[i % 10] == "failing" else 0,
-                 last_poll_at=now - timedelta(seconds=i % 90), last_success_at=now - timedelta(seconds=i % 900),
-                 last_error="connection: [Errno 111] Connection refused" if states[i % 10] == "failing" else None)
-            for i in range(count)]
+    rows = [
+        dict(
+            name=f"box{i:05d}@tenant{i % 300}.example",
+            host=f"imap.tenant{i % 300}.example",
+            port=993,
+            security="ssl",
+            username=f"box{i:05d}",
+            secret=secret,
+            folders=["INBOX"],
+            interval=60,
+            state=states[i % 10],
+            paused=i % 50 == 0,
+            consecutive_failures=3 if states[i % 10] == "failing" else 0,
+            last_poll_at=now - timedelta(seconds=i % 90),
+            last_success_at=now - timedelta(seconds=i % 900),
+            last_error="connection: [Errno 111] Connection refused" if states[i % 10] == "failing" else None,
+        )
+        for i in range(count)
+    ]
     with db.database.atomic():
         for start in range(0, len(rows), 500):
-            Mailbox.insert_many(rows[start:start + 500]).execute()
+            Mailbox.insert_many(rows[start : start + 500]).execute()
     ids = [m.id for m in Mailbox.select(Mailbox.id)]
-    messages = [dict(mailbox=ids[i % len(ids)], folder="INBOX", uidvalidity=1, uid=i + 1, subject=f"message {i}",
-                     size=2000, sha256=f"{i:064x}", created_at=now - timedelta(seconds=(i * 7) % 3600))
-                for i in range(20_000)]
-    runs = [dict(mailbox=ids[i % len(ids)], started_at=now - timedelta(minutes=i % 1440),
-                 finished_at=now - timedelta(minutes=i % 1440) + timedelta(seconds=2), outcome="ok", new_count=1)
-            for i in range(50_000)]
+    messages = [
+        dict(
+            mailbox=ids[i % len(ids)],
+            folder="INBOX",
+            uidvalidity=1,
+            uid=i + 1,
+            subject=f"message {i}",
+            size=2000,
+            sha256=f"{i:064x}",
+            created_at=now - timedelta(seconds=(i * 7) % 3600),
+        )
+        for i in range(20_000)
+    ]
+    runs = [
+        dict(
+            mailbox=ids[i % len(ids)],
+            started_at=now - timedelta(minutes=i % 1440),
+            finished_at=now - timedelta(minutes=i % 1440) + timedelta(seconds=2),
+            outcome="ok",
+            new_count=1,
+        )
+        for i in range(50_000)
+    ]
     with db.database.atomic():
         for start in range(0, len(messages), 500):
-            Message.insert_many(messages[start:start + 500]).execute()
+            Message.insert_many(messages[start : start + 500]).execute()
         for start in range(0, len(runs), 500):
-            PollRun.insert_many(runs[start:start + 500]).execute()
+            PollRun.insert_many(runs[start : start + 500]).execute()
 
 
 def fill_failed(conn: redis.Redis, count: int, mailbox_ids: list[int]) -> None:
     """Real failed jobs, written the way a worker records a failure, 1,000 per pipeline."""
     registry = FailedJobRegistry("email", connection=conn)
-    ended = datetime.now(timezone.utc)
+    ended = datetime.now(UTC)
     for start in range(0, count, 1000):
         pipe = conn.pipeline(transaction=False)
         for i in range(start, min(start + 1000, count)):
-            job = Job.create("mailq.jobs.poll", args=(mailbox_ids[i % len(mailbox_ids)],), connection=conn,
-                             id=f"poll-{i}-{i:012x}", origin="email", description="poll mailbox")
+            job = Job.create(
+                "mailq.jobs.poll",
+                args=(mailbox_ids[i % len(mailbox_ids)],),
+                connection=conn,
+                id=f"poll-{i}-{i:012x}",
+                origin="email",
+                description="poll mailbox",
+            )
             job._status = JobStatus.FAILED
             job.started_at = job.ended_at = ended
             registry.add(job, exc_string=TRACEBACK, pipeline=pipe)
@@ -91,8 +133,13 @@ def time_fetches(source, repeat: int) -> list[tuple[str, float, float]]:
     from console.screens.schedule import ScheduleScreen
 
     results = []
-    for name, cls in [("overview", OverviewScreen), ("mailboxes", MailboxesScreen), ("queues", QueuesScreen),
-                      ("failed", FailedScreen), ("schedule", ScheduleScreen)]:
+    for name, cls in [
+        ("overview", OverviewScreen),
+        ("mailboxes", MailboxesScreen),
+        ("queues", QueuesScreen),
+        ("failed", FailedScreen),
+        ("schedule", ScheduleScreen),
+    ]:
         screen = cls()
         times = []
         for _ in range(repeat):
@@ -108,8 +155,7 @@ def time_fetches(source, repeat: int) -> list[tuple[str, float, float]]:
     failed_deep.page_offset = 99_900
     filtered = MailboxesScreen()
     filtered.filter_text, filtered.filter_state = "tenant7", "failing"
-    for name, screen in [("mailboxes, last page", deep), ("failed, last page", failed_deep),
-                         ("mailboxes, text+state filter", filtered)]:
+    for name, screen in [("mailboxes, last page", deep), ("failed, last page", failed_deep), ("mailboxes, text+state filter", filtered)]:
         times = []
         for _ in range(repeat):
             started = time.perf_counter()
@@ -171,9 +217,15 @@ def main() -> None:
         server = RedisServer(root / "redis")
         server.start()
         try:
-            settings = config.load({"MAILQ_VAR_DIR": str(root / "var"), "MAILQ_REDIS_URL": server.url,
-                                    "MAILQ_DATABASE_URL": args.database_url or f"sqlite:///{root / 'mailq.db'}",
-                                    "MAILQ_SECRET_KEY": Fernet.generate_key().decode()}, env_file=None)
+            settings = config.load(
+                {
+                    "MAILQ_VAR_DIR": str(root / "var"),
+                    "MAILQ_REDIS_URL": server.url,
+                    "MAILQ_DATABASE_URL": args.database_url or f"sqlite:///{root / 'mailq.db'}",
+                    "MAILQ_SECRET_KEY": Fernet.generate_key().decode(),
+                },
+                env_file=None,
+            )
             config.use(settings)
             db.bind(settings.database_url)
             migrations.upgrade()
@@ -181,16 +233,17 @@ def main() -> None:
 
             started = time.perf_counter()
             fill_database(settings, args.mailboxes)
-            out.print(f"database: {args.mailboxes:,} mailboxes, 20,000 messages, 50,000 poll runs "
-                      f"({time.perf_counter() - started:.1f} s)")
+            out.print(f"database: {args.mailboxes:,} mailboxes, 20,000 messages, 50,000 poll runs ({time.perf_counter() - started:.1f} s)")
             started = time.perf_counter()
             ids = [m.id for m in Mailbox.select(Mailbox.id)]
             fill_failed(conn, args.failed, ids)
             out.print(f"redis: {args.failed:,} failed jobs ({time.perf_counter() - started:.1f} s)")
             started = time.perf_counter()
             report = ops.resync(settings)
-            out.print(f"schedule: {len(report.added):,} recurring polls ({time.perf_counter() - started:.1f} s); "
-                      f"redis memory {conn.info('memory')['used_memory_human']}")
+            out.print(
+                f"schedule: {len(report.added):,} recurring polls ({time.perf_counter() - started:.1f} s); "
+                f"redis memory {conn.info('memory')['used_memory_human']}"
+            )
             db.close()
 
             from console.source import OpsSource

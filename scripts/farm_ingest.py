@@ -11,6 +11,7 @@ The clock starts when honcho starts and stops when the last row is stored.
 
 Prints one JSON line with the timings.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -27,9 +28,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from mailq.testbed.dovecot import Dovecot  # noqa: E402
-from mailq.testbed.mailgen import make_messages  # noqa: E402
-from mailq.testbed.redisd import RedisServer  # noqa: E402
+from tests.testbed.dovecot import Dovecot  # noqa: E402
+from tests.testbed.mailgen import make_messages  # noqa: E402
+from tests.testbed.redisd import RedisServer  # noqa: E402
 
 
 def _database(url: str | None, root: Path) -> tuple[str, callable]:
@@ -48,6 +49,7 @@ def _database(url: str | None, root: Path) -> tuple[str, callable]:
             cur.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,))
             cur.execute(f'DROP DATABASE IF EXISTS "{name}"')
         admin.close()
+
     return f"{url.rsplit('/', 1)[0]}/{name}", drop
 
 
@@ -71,8 +73,11 @@ def _runs(database_url: str) -> dict[str, int]:
 
     db.bind(database_url)
     try:
-        rows = (PollRun.select(PollRun.outcome, PollRun.error_class, pw.fn.COUNT(PollRun.id))
-                .group_by(PollRun.outcome, PollRun.error_class).tuples())
+        rows = (
+            PollRun.select(PollRun.outcome, PollRun.error_class, pw.fn.COUNT(PollRun.id))
+            .group_by(PollRun.outcome, PollRun.error_class)
+            .tuples()
+        )
         return {f"{o}{'/' + e if e else ''}": n for o, e, n in rows}
     finally:
         db.close()
@@ -100,30 +105,50 @@ def main() -> None:
             users = {f"bench{i:04d}": f"pw{i}" for i in range(args.mailboxes)}
             dovecot.add_users(users)
             corpus = make_messages(args.messages * 5, seed=42)
-            dovecot.deliver_many((u, corpus[(i * 7 + j) % len(corpus)])
-                                 for i, u in enumerate(users) for j in range(args.messages))
+            dovecot.deliver_many((u, corpus[(i * 7 + j) % len(corpus)]) for i, u in enumerate(users) for j in range(args.messages))
             dovecot.index()
             total = args.mailboxes * args.messages
 
             from cryptography.fernet import Fernet
 
-            env = {**os.environ, "PATH": f"{venv_bin}:{os.environ.get('PATH', '')}", "TZ": "UTC",
-                   "MAILQ_DATABASE_URL": database_url, "MAILQ_REDIS_URL": redis_server.url,
-                   "MAILQ_VAR_DIR": str(root / "var"), "MAILQ_STORAGE_URL": f"file://{root / 'var' / 'blobs'}",
-                   "MAILQ_SECRET_KEY": Fernet.generate_key().decode(), "MAILQ_LOG_LEVEL": "WARNING"}
-            run = lambda *a, **kw: subprocess.run([str(venv_bin / "mailq"), *a], env=env, cwd=root, check=True,  # noqa: E731
-                                                  capture_output=True, text=True, **kw)
+            env = {
+                **os.environ,
+                "PATH": f"{venv_bin}:{os.environ.get('PATH', '')}",
+                "TZ": "UTC",
+                "MAILQ_DATABASE_URL": database_url,
+                "MAILQ_REDIS_URL": redis_server.url,
+                "MAILQ_VAR_DIR": str(root / "var"),
+                "MAILQ_STORAGE_URL": f"file://{root / 'var' / 'blobs'}",
+                "MAILQ_SECRET_KEY": Fernet.generate_key().decode(),
+                "MAILQ_LOG_LEVEL": "WARNING",
+            }
+
+            def run(*a, **kw):
+                return subprocess.run(
+                    [str(venv_bin / "mailq"), *a],
+                    env=env,
+                    cwd=root,
+                    check=True,
+                    capture_output=True,
+                    text=True,
+                    **kw,
+                )
+
             run("db", "upgrade")
             csv = root / "mailboxes.csv"
-            csv.write_text("".join(f"{u},127.0.0.1,{dovecot.imap_port},plain,{u},{p},INBOX,{args.interval},normal\n"
-                                   for u, p in users.items()))
+            csv.write_text(
+                "".join(f"{u},127.0.0.1,{dovecot.imap_port},plain,{u},{p},INBOX,{args.interval},normal\n" for u, p in users.items())
+            )
             run("mailbox", "import", str(csv))
 
             started = time.monotonic()
-            honcho = subprocess.Popen([str(venv_bin / "honcho"), "-f", str(REPO / "Procfile"), "-d", str(root),
-                                       "start", "-c", f"worker={args.workers}"],
-                                      env=env, stdout=open(root / "honcho.log", "wb"), stderr=subprocess.STDOUT,
-                                      start_new_session=True)
+            honcho = subprocess.Popen(
+                [str(venv_bin / "honcho"), "-f", str(REPO / "Procfile"), "-d", str(root), "start", "-c", f"worker={args.workers}"],
+                env=env,
+                stdout=open(root / "honcho.log", "wb"),
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
             first = None
             while True:
                 n = _count(database_url)
@@ -133,14 +158,26 @@ def main() -> None:
                 if n >= total:
                     break
                 if now > args.timeout or honcho.poll() is not None:
-                    raise SystemExit(f"gave up after {now:.0f}s with {n}/{total} rows\n"
-                                     + (root / "honcho.log").read_text(errors="replace")[-3000:])
+                    raise SystemExit(
+                        f"gave up after {now:.0f}s with {n}/{total} rows\n" + (root / "honcho.log").read_text(errors="replace")[-3000:]
+                    )
                 time.sleep(0.1)
             elapsed = time.monotonic() - started
-            print(json.dumps({"mailboxes": args.mailboxes, "messages": total, "workers": args.workers,
-                              "interval": args.interval, "database": database_url.split(":")[0],
-                              "first_row_s": round(first or 0, 2), "last_row_s": round(elapsed, 2),
-                              "messages_per_s": round(total / elapsed, 1), "poll_runs": _runs(database_url)}))
+            print(
+                json.dumps(
+                    {
+                        "mailboxes": args.mailboxes,
+                        "messages": total,
+                        "workers": args.workers,
+                        "interval": args.interval,
+                        "database": database_url.split(":")[0],
+                        "first_row_s": round(first or 0, 2),
+                        "last_row_s": round(elapsed, 2),
+                        "messages_per_s": round(total / elapsed, 1),
+                        "poll_runs": _runs(database_url),
+                    }
+                )
+            )
         finally:
             if honcho is not None and honcho.poll() is None:
                 os.killpg(honcho.pid, signal.SIGTERM)

@@ -4,6 +4,7 @@ Every test that takes ``settings`` runs on SQLite and on PostgreSQL (each test
 gets a fresh PostgreSQL schema and a fresh SQLite file), with its own blob
 directory and secret key, and a flushed private Redis.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -13,8 +14,8 @@ import uuid
 import pytest
 
 from mailq import config, db, migrations
-from mailq.testbed.dovecot import Dovecot
-from mailq.testbed.redisd import RedisServer
+from tests.testbed.dovecot import Dovecot
+from tests.testbed.redisd import RedisServer
 
 PG_ADMIN_DSN = os.environ.get("MAILQ_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 _schema_ids = itertools.count(1)

@@ -1,4 +1,5 @@
 """Helpers for the console tests: wait until the console is idle, read a table."""
+
 from __future__ import annotations
 
 import asyncio
@@ -10,9 +11,11 @@ from textual.pilot import Pilot
 
 def sync(test):
     """Run an async Pilot test with asyncio.run (no async pytest plugin needed); fixtures still work."""
+
     @functools.wraps(test)
     def wrapper(*args, **kwargs):
         return asyncio.run(test(*args, **kwargs))
+
     return wrapper
 
 

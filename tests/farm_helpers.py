@@ -4,6 +4,7 @@ Imported by the ``test_farm_*`` modules (it holds no tests itself). Every
 process starts in its own session, so a SIGKILL of a worker takes its
 work-horse along, and teardown kills whole process groups, on failure too.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -20,8 +21,7 @@ import pytest
 
 from mailq import mailboxes
 from mailq.models import Mailbox, Message, PollRun
-from mailq.testbed.mailgen import make_messages
-
+from tests.testbed.mailgen import make_messages
 
 _calls = itertools.count(os.getpid() * 1000)
 
@@ -38,9 +38,16 @@ class Farm:
         self.settings = settings
         self.root = root
         self.procs: list[Proc] = []
-        self.env = {**settings.as_env(), "PATH": os.environ.get("PATH", ""), "HOME": os.environ.get("HOME", "/tmp"),
-                    "TZ": "UTC", "LANG": "C.UTF-8", "PYTHONUNBUFFERED": "1",
-                    "MAILQ_SCHEDULER_INTERVAL": "0.2", "MAILQ_LOG_LEVEL": "INFO"}
+        self.env = {
+            **settings.as_env(),
+            "PATH": os.environ.get("PATH", ""),
+            "HOME": os.environ.get("HOME", "/tmp"),
+            "TZ": "UTC",
+            "LANG": "C.UTF-8",
+            "PYTHONUNBUFFERED": "1",
+            "MAILQ_SCHEDULER_INTERVAL": "0.2",
+            "MAILQ_LOG_LEVEL": "INFO",
+        }
 
     def configure(self, **env: object) -> None:
         """Settings for processes started from now on, e.g. ``MAILQ_LOCK_TTL=5``."""
@@ -48,9 +55,15 @@ class Farm:
 
     def _start(self, name: str, *args: str) -> Proc:
         log = self.root / f"{name}.log"
-        popen = subprocess.Popen([sys.executable, "-m", "mailq", *args], env=self.env, cwd=self.root,
-                                 stdin=subprocess.DEVNULL, stdout=open(log, "ab"), stderr=subprocess.STDOUT,
-                                 start_new_session=True)
+        popen = subprocess.Popen(
+            [sys.executable, "-m", "mailq", *args],
+            env=self.env,
+            cwd=self.root,
+            stdin=subprocess.DEVNULL,
+            stdout=open(log, "ab"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         proc = Proc(name, popen, log)
         self.procs.append(proc)
         return proc
@@ -65,10 +78,27 @@ class Farm:
         """Plain ``rq worker`` (not ``mailq worker``) on mailq's queues: it must work the same."""
         log = self.root / f"{name}.log"
         rq = str(Path(sys.executable).parent / "rq")
-        popen = subprocess.Popen([rq, "worker", "--with-scheduler", "--name", name, "--url", self.settings.redis_url,
-                                  "email-high", "email", "workflow", "default"],
-                                 env=self.env, cwd=self.root, stdin=subprocess.DEVNULL, stdout=open(log, "ab"),
-                                 stderr=subprocess.STDOUT, start_new_session=True)
+        popen = subprocess.Popen(
+            [
+                rq,
+                "worker",
+                "--with-scheduler",
+                "--name",
+                name,
+                "--url",
+                self.settings.redis_url,
+                "email-high",
+                "email",
+                "workflow",
+                "default",
+            ],
+            env=self.env,
+            cwd=self.root,
+            stdin=subprocess.DEVNULL,
+            stdout=open(log, "ab"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         proc = Proc(name, popen, log)
         self.procs.append(proc)
         return proc
@@ -141,8 +171,17 @@ def farm(settings, tmp_path):
     print(the_farm.logs())  # pytest shows it only when the test failed
 
 
-def add_mailboxes(settings, dovecot, prefix: str, counts: list[int], *, interval: int = 1, seed: int = 1,
-                  max_bytes: int = 20_000, password: str | None = None) -> list[tuple[Mailbox, str, str]]:
+def add_mailboxes(
+    settings,
+    dovecot,
+    prefix: str,
+    counts: list[int],
+    *,
+    interval: int = 1,
+    seed: int = 1,
+    max_bytes: int = 20_000,
+    password: str | None = None,
+) -> list[tuple[Mailbox, str, str]]:
     """One Dovecot user and mailbox per count, each with that many messages; (mailbox, user, password).
 
     User names are unique per call: the session's Dovecot outlives the test (and its other backend).
@@ -155,8 +194,15 @@ def add_mailboxes(settings, dovecot, prefix: str, counts: list[int], *, interval
     dovecot.deliver_many(items)
     result = []
     for user, pw_ in users.items():
-        spec = mailboxes.validate(name=user, host="127.0.0.1", port=dovecot.imap_port, security="plain",
-                                  username=user, password=password or pw_, interval=interval)
+        spec = mailboxes.validate(
+            name=user,
+            host="127.0.0.1",
+            port=dovecot.imap_port,
+            security="plain",
+            username=user,
+            password=password or pw_,
+            interval=interval,
+        )
         result.append((mailboxes.save(settings, spec)[0], user, pw_))
     return result
 
@@ -170,8 +216,12 @@ def stored(mailbox_ids: list[int] | None = None) -> int:
 
 def duplicates() -> list[tuple]:
     """(mailbox, folder, uid) or (mailbox, message sha) stored more than once."""
-    by_uid = list(Message.select(Message.mailbox, Message.folder, Message.uid, pw.fn.COUNT(Message.id))
-                  .group_by(Message.mailbox, Message.folder, Message.uid).having(pw.fn.COUNT(Message.id) > 1).tuples())
+    by_uid = list(
+        Message.select(Message.mailbox, Message.folder, Message.uid, pw.fn.COUNT(Message.id))
+        .group_by(Message.mailbox, Message.folder, Message.uid)
+        .having(pw.fn.COUNT(Message.id) > 1)
+        .tuples()
+    )
     return by_uid
 
 
@@ -188,5 +238,3 @@ def overlapping_runs(mailbox_ids: list[int]) -> list[tuple[int, int, int]]:
             if a.finished_at is None or b.started_at < a.finished_at:
                 found.append((mid, a.id, b.id))
     return found
-
-

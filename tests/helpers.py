@@ -1,4 +1,5 @@
 """Small test utilities shared by every test module."""
+
 from __future__ import annotations
 
 import io
@@ -6,8 +7,9 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, TypeVar
+from typing import TypeVar
 
 T = TypeVar("T")
 
@@ -50,12 +52,17 @@ def run_cli(args: list[str], capsys, stdin: str | None = None) -> CliResult:
     return CliResult(code, captured.out, captured.err)
 
 
-def run_cli_process(args: list[str], env: dict[str, str], stdin: str | None = None, cwd=None,
-                    timeout: float = 60) -> CliResult:
+def run_cli_process(args: list[str], env: dict[str, str], stdin: str | None = None, cwd=None, timeout: float = 60) -> CliResult:
     """Run ``mailq`` as a real process with exactly ``env`` on top of a minimal environment."""
-    full_env = {"PATH": os.environ.get("PATH", ""), "HOME": os.environ.get("HOME", "/tmp"), "LANG": "C.UTF-8",
-                "COLUMNS": "200", "TZ": "UTC"}
+    full_env = {
+        "PATH": os.environ.get("PATH", ""),
+        "HOME": os.environ.get("HOME", "/tmp"),
+        "LANG": "C.UTF-8",
+        "COLUMNS": "200",
+        "TZ": "UTC",
+    }
     full_env.update(env)
-    proc = subprocess.run([sys.executable, "-m", "mailq", *args], input=stdin, capture_output=True, text=True,
-                          env=full_env, cwd=cwd, timeout=timeout)
+    proc = subprocess.run(
+        [sys.executable, "-m", "mailq", *args], input=stdin, capture_output=True, text=True, env=full_env, cwd=cwd, timeout=timeout
+    )
     return CliResult(proc.returncode, proc.stdout, proc.stderr)

@@ -1,11 +1,12 @@
 """Helpers for the sync-engine tests: mailboxes on the test Dovecot, the server's view, fake servers."""
+
 from __future__ import annotations
 
 import contextlib
 import socket
 import threading
+from collections.abc import Iterator
 from datetime import datetime
-from typing import Iterator
 
 from imapclient import IMAPClient
 
@@ -14,11 +15,30 @@ from mailq.models import Mailbox, Message
 from mailq.storage import open_store
 
 
-def add_mailbox(settings, user: str, password: str, *, host: str = "127.0.0.1", port: int, security: str = "plain",
-                folders: list[str] | None = None, initial_sync: str = "all", ca_file: str | None = None,
-                name: str | None = None) -> Mailbox:
-    spec = mailboxes.validate(name=name or f"mb-{user}", host=host, port=port, security=security, username=user,
-                              password=password, folders=folders, initial_sync=initial_sync, ca_file=ca_file)
+def add_mailbox(
+    settings,
+    user: str,
+    password: str,
+    *,
+    host: str = "127.0.0.1",
+    port: int,
+    security: str = "plain",
+    folders: list[str] | None = None,
+    initial_sync: str = "all",
+    ca_file: str | None = None,
+    name: str | None = None,
+) -> Mailbox:
+    spec = mailboxes.validate(
+        name=name or f"mb-{user}",
+        host=host,
+        port=port,
+        security=security,
+        username=user,
+        password=password,
+        folders=folders,
+        initial_sync=initial_sync,
+        ca_file=ca_file,
+    )
     return mailboxes.save(settings, spec)[0]
 
 
@@ -33,8 +53,7 @@ def server_view(dovecot, user: str, password: str, folder: str = "INBOX") -> dic
     return {uid: (d[b"BODY[]"], d[b"FLAGS"]) for uid, d in data.items()}
 
 
-def append(dovecot, user: str, password: str, raw: bytes, folder: str = "INBOX",
-           when: datetime | None = None) -> None:
+def append(dovecot, user: str, password: str, raw: bytes, folder: str = "INBOX", when: datetime | None = None) -> None:
     """IMAP APPEND with a chosen INTERNALDATE (what SEARCH SINCE looks at)."""
     with IMAPClient("127.0.0.1", dovecot.imap_port, ssl=False, timeout=30) as client:
         client.login(user, password)

@@ -1,11 +1,12 @@
 """scripts/bench at CI size: it completes and reports every figure (the numbers themselves are not judged)."""
+
 from __future__ import annotations
 
 import json
 import os
 import subprocess
-import tempfile
 import sys
+import tempfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -16,8 +17,14 @@ def test_quick_bench_completes_and_reports_every_figure(tmp_path):
     out = tmp_path / "bench.json"
     scratch = Path(tempfile.mkdtemp(prefix="mqb-"))  # short: Dovecot's unix sockets live under it (108-byte limit)
     env = dict(os.environ, TMPDIR=str(scratch), COLUMNS="200")
-    proc = subprocess.run([sys.executable, str(REPO / "scripts" / "bench"), "--quick", "--json", str(out)],
-                          capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL, env=env)
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "bench"), "--quick", "--json", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
+        env=env,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:] + proc.stdout[-3000:]
     doc = json.loads(out.read_text())
     for key in HEADLINE:

@@ -4,11 +4,12 @@ a locked or refusing database and a changed password, each on a fresh private fa
 Each must end with every message on the server stored exactly once (0 lost,
 0 duplicated). The full-size figures come from `scripts/chaos` (docs/chaos.md).
 """
+
 from __future__ import annotations
 
 import pytest
 
-from mailq.chaos.scenarios import Size, run_scenario
+from tests.chaos.scenarios import Size, run_scenario
 
 pytestmark = pytest.mark.slow
 

@@ -1,4 +1,5 @@
 """Settings are read once, validated up front, and errors name the setting."""
+
 import pytest
 
 from mailq import config
@@ -21,15 +22,17 @@ def test_redis_url_falls_back_to_plain_redis_url():
     assert s.redis_url == "redis://b/3"
 
 
-@pytest.mark.parametrize("env, message", [
-    ({"MAILQ_DATABASE_URL": "mysqlx://u@h/db"},
-     "MAILQ_DATABASE_URL: unsupported scheme 'mysqlx', use sqlite:// or postgresql://"),
-    ({"MAILQ_POLL_INTERVAL": "soon"}, "MAILQ_POLL_INTERVAL: expected a whole number, got 'soon'"),
-    ({"MAILQ_POLL_INTERVAL": "0"}, "MAILQ_POLL_INTERVAL: must be at least 1, got 0"),
-    ({"MAILQ_REDIS_URL": "http://x"}, "MAILQ_REDIS_URL: unsupported scheme 'http'"),
-    ({"MAILQ_HOOK": "just_a_module"}, "MAILQ_HOOK: expected package.module:function"),
-    ({"MAILQ_READ_TIMEOUT": "-1"}, "MAILQ_READ_TIMEOUT: must be at least 0.1"),
-])
+@pytest.mark.parametrize(
+    "env, message",
+    [
+        ({"MAILQ_DATABASE_URL": "mysqlx://u@h/db"}, "MAILQ_DATABASE_URL: unsupported scheme 'mysqlx', use sqlite:// or postgresql://"),
+        ({"MAILQ_POLL_INTERVAL": "soon"}, "MAILQ_POLL_INTERVAL: expected a whole number, got 'soon'"),
+        ({"MAILQ_POLL_INTERVAL": "0"}, "MAILQ_POLL_INTERVAL: must be at least 1, got 0"),
+        ({"MAILQ_REDIS_URL": "http://x"}, "MAILQ_REDIS_URL: unsupported scheme 'http'"),
+        ({"MAILQ_HOOK": "just_a_module"}, "MAILQ_HOOK: expected package.module:function"),
+        ({"MAILQ_READ_TIMEOUT": "-1"}, "MAILQ_READ_TIMEOUT: must be at least 0.1"),
+    ],
+)
 def test_invalid_settings_name_the_setting(env, message):
     with pytest.raises(ConfigError) as info:
         config.load(env, env_file=None)

@@ -3,6 +3,7 @@
 Each test drives the console with Pilot and then checks Redis or the database
 directly: the action must really have happened, not just been notified.
 """
+
 from __future__ import annotations
 
 import pytest
@@ -115,8 +116,10 @@ async def test_poll_now_really_enqueues_a_poll(settings):
 @pytest.mark.parametrize("backend", ["sqlite"])
 @sync
 async def test_the_filter_narrows_the_table_in_the_database(settings):
-    ids = {name: add_mailbox(settings, name, host).id for name, host in
-           [("sales@acme.test", "imap.acme.test"), ("ops@acme.test", "imap.acme.test"), ("x@other.test", "mail.other.test")]}
+    ids = {
+        name: add_mailbox(settings, name, host).id
+        for name, host in [("sales@acme.test", "imap.acme.test"), ("ops@acme.test", "imap.acme.test"), ("x@other.test", "mail.other.test")]
+    }
     Mailbox.update(paused=True).where(Mailbox.id == ids["ops@acme.test"]).execute()
     app = MailqConsole(OpsSource(settings, QUIET), view="mailboxes")
     async with app.run_test(size=SIZE) as pilot:

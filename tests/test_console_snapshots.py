@@ -2,6 +2,7 @@
 
 Regenerate after an intended change: ``pytest tests/test_console_snapshots.py --snapshot-update``.
 """
+
 from __future__ import annotations
 
 import pytest

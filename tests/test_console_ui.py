@@ -3,6 +3,7 @@
 Fast (no Redis, no database); ``test_console_farm.py`` runs the same console
 against real Redis and a real database.
 """
+
 from __future__ import annotations
 
 from datetime import timedelta

@@ -1,4 +1,5 @@
 """Passwords are encrypted at rest; keys are generated, validated and rotated with clear errors."""
+
 import os
 import stat
 
@@ -25,7 +26,7 @@ def test_no_password_in_clear_in_the_database_bytes(settings, backend):
         from mailq.db import database
 
         database.obj.execute_sql("PRAGMA wal_checkpoint(FULL)")
-        path = settings.database_url[len("sqlite:///"):]
+        path = settings.database_url[len("sqlite:///") :]
         blob = b"".join(open(p, "rb").read() for p in (path, path + "-wal") if os.path.exists(p))
     else:
         dsn, _, options = settings.database_url.partition("?options=-csearch_path%3D")

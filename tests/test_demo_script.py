@@ -3,6 +3,7 @@
 The demo is pointed at the test's interpreter (MAILQ_DEMO_VENV), a temporary
 state directory (MAILQ_DEMO_DIR) and the suite's private Redis.
 """
+
 from __future__ import annotations
 
 import os
@@ -11,7 +12,6 @@ import sqlite3
 import subprocess
 import sys
 from pathlib import Path
-
 
 from .helpers import wait_for
 
@@ -26,8 +26,7 @@ def _env(tmp_path: Path, redis_url: str) -> dict[str, str]:
 
 
 def _demo(args: list[str], env: dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run([str(DEMO), *args], env=env, capture_output=True, text=True, timeout=timeout,
-                          stdin=subprocess.DEVNULL)
+    return subprocess.run([str(DEMO), *args], env=env, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
 
 
 def _messages(tmp_path: Path) -> int:
@@ -50,8 +49,12 @@ def _delivered(tmp_path: Path) -> int:
 
 
 def _testbed_running(env: dict[str, str], tmp_path: Path) -> bool:
-    status = subprocess.run([str(REPO / "scripts" / "testbed"), "status", "--root", str(tmp_path / "demo" / "testbed")],
-                            env=dict(env, PYTHON=sys.executable), capture_output=True, text=True)
+    status = subprocess.run(
+        [str(REPO / "scripts" / "testbed"), "status", "--root", str(tmp_path / "demo" / "testbed")],
+        env=dict(env, PYTHON=sys.executable),
+        capture_output=True,
+        text=True,
+    )
     return status.returncode == 0
 
 
@@ -63,8 +66,14 @@ def test_demo_setup_gives_importable_mailboxes_that_poll_inline(tmp_path, redis_
         again = _demo(["--setup-only", "--mailboxes", "3", "--messages", "2"], env)  # re-running is safe
         assert again.returncode == 0, again.stderr + again.stdout
         assert "imported 0 new" in again.stdout
-        poll = subprocess.run(["bash", "-c", f"source {tmp_path}/demo.env && mailq poll --all --inline --json"],
-                              env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60)
+        poll = subprocess.run(
+            ["bash", "-c", f"source {tmp_path}/demo.env && mailq poll --all --inline --json"],
+            env=env,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert poll.returncode == 0, poll.stderr
         assert _messages(tmp_path) == 6
     finally:
@@ -75,9 +84,15 @@ def test_demo_setup_gives_importable_mailboxes_that_poll_inline(tmp_path, redis_
 
 def test_demo_runs_the_farm_and_ctrl_c_stops_everything(tmp_path, redis_url):
     env = _env(tmp_path, redis_url)
-    proc = subprocess.Popen([str(DEMO), "--mailboxes", "3", "--messages", "2", "--workers", "1", "--rate", "2"],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True, stdin=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [str(DEMO), "--mailboxes", "3", "--messages", "2", "--workers", "1", "--rate", "2"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+        stdin=subprocess.DEVNULL,
+    )
     try:
         wait_for(lambda: _messages(tmp_path) >= 6 or proc.poll() is not None, timeout=90, what="the demo to ingest")
         assert proc.poll() is None, proc.stdout.read()

@@ -1,4 +1,5 @@
 """Downstream dispatch: hook and signed webhook, once per message, retries that don't redeliver, the outbox."""
+
 from __future__ import annotations
 
 import hashlib
@@ -92,12 +93,13 @@ def hook_env(tmp_path, monkeypatch):
 
 
 def _messages(settings, n: int, age: timedelta = timedelta(0)) -> list[int]:
-    spec = mailboxes.validate(name=f"d{os.getpid()}", host="127.0.0.1", port=143, security="plain",
-                              username="u", password="p")
+    spec = mailboxes.validate(name=f"d{os.getpid()}", host="127.0.0.1", port=143, security="plain", username="u", password="p")
     box = mailboxes.save(settings, spec)[0]
     start = Message.select().count()
-    return [Message.create(mailbox=box, folder="INBOX", uidvalidity=1, uid=start + i + 1, subject=f"s{i}",
-                           created_at=utcnow() - age).id for i in range(n)]
+    return [
+        Message.create(mailbox=box, folder="INBOX", uidvalidity=1, uid=start + i + 1, subject=f"s{i}", created_at=utcnow() - age).id
+        for i in range(n)
+    ]
 
 
 class FakeJob:
@@ -138,8 +140,7 @@ def test_a_failing_hook_raises_and_a_retry_delivers_only_what_is_left(settings, 
 
 
 def test_the_webhook_is_signed_and_a_webhook_retry_does_not_call_the_hook_again(settings, hook_env, receiver):
-    settings = settings.replace(hook="tests.test_dispatch:recording_hook", webhook_url=receiver.url,
-                                webhook_secret="s3cret")
+    settings = settings.replace(hook="tests.test_dispatch:recording_hook", webhook_url=receiver.url, webhook_secret="s3cret")
     ids = _messages(settings, 2)
     job = FakeJob()
     receiver.failing = True

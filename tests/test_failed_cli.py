@@ -1,4 +1,5 @@
 """``mailq failed list|show|requeue|delete`` and ``mailq status``."""
+
 from __future__ import annotations
 
 import json

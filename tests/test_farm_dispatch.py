@@ -1,4 +1,5 @@
 """Dispatch through the real farm: hook and webhook once per message; a failing hook retried, failed, requeued."""
+
 from __future__ import annotations
 
 import json
@@ -9,9 +10,9 @@ import pytest
 from mailq import ops
 from mailq.models import Message
 
+from .farm_helpers import add_mailboxes, farm, stored  # noqa: F401
 from .helpers import run_cli, wait_for
 from .test_dispatch import Receiver, hook_log
-from .farm_helpers import add_mailboxes, farm, stored  # noqa: F401
 
 pytestmark = pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
 REPO = Path(__file__).resolve().parents[1]
@@ -26,8 +27,13 @@ def receiver():
 
 def _hooked(farm, tmp_path, receiver=None, **env) -> Path:
     log = tmp_path / "hook.log"
-    farm.configure(PYTHONPATH=str(REPO), MAILQ_HOOK="tests.test_dispatch:recording_hook",
-                   MAILQ_TEST_HOOK_LOG=log, MAILQ_TEST_HOOK_FAIL=tmp_path / "fail.flag", **env)
+    farm.configure(
+        PYTHONPATH=str(REPO),
+        MAILQ_HOOK="tests.test_dispatch:recording_hook",
+        MAILQ_TEST_HOOK_LOG=log,
+        MAILQ_TEST_HOOK_FAIL=tmp_path / "fail.flag",
+        **env,
+    )
     if receiver is not None:
         farm.configure(MAILQ_WEBHOOK_URL=receiver.url, MAILQ_WEBHOOK_SECRET=receiver.secret)
     return log
@@ -40,10 +46,10 @@ def test_every_new_message_reaches_the_hook_and_the_webhook_exactly_once(setting
     farm.scheduler()
     farm.worker("hook-w0")
     farm.worker("hook-w1")
-    wait_for(lambda: stored(ids) == 9 and len(hook_log(log)) >= 9 and len(receiver.ids()) >= 9, timeout=60,
-             what="nine messages handed over")
-    wait_for(lambda: Message.select().where(Message.dispatched_at.is_null()).count() == 0, timeout=10,
-             what="all marked dispatched")
+    wait_for(
+        lambda: stored(ids) == 9 and len(hook_log(log)) >= 9 and len(receiver.ids()) >= 9, timeout=60, what="nine messages handed over"
+    )
+    wait_for(lambda: Message.select().where(Message.dispatched_at.is_null()).count() == 0, timeout=10, what="all marked dispatched")
     farm.assert_alive()
     messages = sorted(m.id for m in Message.select())
     assert sorted(hook_log(log)) == messages and sorted(receiver.ids()) == messages

@@ -1,4 +1,5 @@
 """The farm end to end: real scheduler and worker processes, real Redis, real Dovecot."""
+
 from __future__ import annotations
 
 import subprocess
@@ -10,13 +11,11 @@ import pytest
 from mailq import ops
 from mailq.models import Message
 
+from .farm_helpers import add_mailboxes, duplicates, farm, overlapping_runs, runs_of, stored  # noqa: F401
 from .helpers import wait_for
-from .farm_helpers import (add_mailboxes, duplicates, farm,  # noqa: F401
-                                overlapping_runs, runs_of, stored)
 
 
-def test_fifty_mailboxes_are_ingested_exactly_once_by_a_scheduler_and_three_workers(settings, dovecot, farm, backend,
-                                                                                   request):
+def test_fifty_mailboxes_are_ingested_exactly_once_by_a_scheduler_and_three_workers(settings, dovecot, farm, backend, request):
     counts = [1 + i % 6 for i in range(50)]
     boxes = add_mailboxes(settings, dovecot, "ing", counts, interval=2)
     ids = [m.id for m, _, _ in boxes]
@@ -36,8 +35,9 @@ def test_fifty_mailboxes_are_ingested_exactly_once_by_a_scheduler_and_three_work
     bad = overlapping_runs(ids)
     assert bad == [], [(r.id, r.started_at, r.finished_at, r.outcome, r.worker) for m, a, b in bad[:2] for r in runs_of(m)]
 
-    info = subprocess.run([str(Path(sys.executable).parent / "rq"), "info", "--url", settings.redis_url],
-                          capture_output=True, text=True, timeout=60)
+    info = subprocess.run(
+        [str(Path(sys.executable).parent / "rq"), "info", "--url", settings.redis_url], capture_output=True, text=True, timeout=60
+    )
     assert info.returncode == 0, info.stderr
     for name in ("email-high", "email", "workflow", "default"):
         assert f"\n{name} " in "\n" + info.stdout, info.stdout
@@ -47,7 +47,7 @@ def test_fifty_mailboxes_are_ingested_exactly_once_by_a_scheduler_and_three_work
 
 @pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
 def test_a_backlog_beyond_the_poll_budget_is_worked_off_at_once_not_an_interval_later(settings, dovecot, farm):
-    (box, _, _), = add_mailboxes(settings, dovecot, "backlog", [30], interval=3600)
+    ((box, _, _),) = add_mailboxes(settings, dovecot, "backlog", [30], interval=3600)
     farm.configure(MAILQ_POLL_BUDGET_MESSAGES=10, MAILQ_FETCH_BATCH=5)
     farm.worker("backlog-w0")
     wait_for(lambda: ops.workers(settings), timeout=30, what="the worker to register")

@@ -1,4 +1,5 @@
 """The farm heals itself: flushed Redis, a server down and back, bad credentials, a killed worker."""
+
 from __future__ import annotations
 
 import signal
@@ -9,11 +10,11 @@ import pytest
 from mailq import ops, schedule
 from mailq.models import Mailbox, PollRun
 from mailq.queues import connect
-from mailq.testbed.dovecot import Dovecot, free_port
-from mailq.testbed.mailgen import make_messages
+from tests.testbed.dovecot import Dovecot, free_port
+from tests.testbed.mailgen import make_messages
 
-from .helpers import run_cli, wait_for
 from .farm_helpers import add_mailboxes, duplicates, farm, runs_of, stored  # noqa: F401
+from .helpers import run_cli, wait_for
 
 pytestmark = pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
 
@@ -43,7 +44,7 @@ def test_a_flushed_redis_is_rescheduled_within_one_reconcile_period_and_polling_
 
 
 def test_a_wrong_password_costs_one_login_then_parks_the_mailbox_until_it_is_fixed(settings, dovecot, farm, capsys):
-    (box, user, password), = add_mailboxes(settings, dovecot, "auth", [3], interval=1, password="wrong")
+    ((box, user, password),) = add_mailboxes(settings, dovecot, "auth", [3], interval=1, password="wrong")
     farm.scheduler()
     farm.worker("auth-w0")
     wait_for(lambda: Mailbox.get_by_id(box.id).state == "auth_error", timeout=30, what="auth_error")
@@ -52,9 +53,26 @@ def test_a_wrong_password_costs_one_login_then_parks_the_mailbox_until_it_is_fix
     assert dovecot.login_attempts(user) == 1
     assert scheduled(settings) == 0 and stored([box.id]) == 0
 
-    result = run_cli(["mailbox", "add", box.name, "--host", "127.0.0.1", "--port", str(dovecot.imap_port),
-                      "--security", "plain", "--username", user, "--password-stdin", "--interval", "1"],
-                     capsys, stdin=password + "\n")
+    result = run_cli(
+        [
+            "mailbox",
+            "add",
+            box.name,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(dovecot.imap_port),
+            "--security",
+            "plain",
+            "--username",
+            user,
+            "--password-stdin",
+            "--interval",
+            "1",
+        ],
+        capsys,
+        stdin=password + "\n",
+    )
     assert result.code == 0, result.err
     wait_for(lambda: stored([box.id]) == 3, timeout=30, what="polling resumed with the new password")
     assert Mailbox.get_by_id(box.id).state == "ok"
@@ -74,8 +92,7 @@ def test_a_server_down_and_back_makes_mailboxes_fail_back_off_and_recover_with_n
         server.stop()
         server.deliver_many([(user, raw) for _, user, _ in boxes for raw in make_messages(2, seed=7)])
         wait_for(lambda: all(Mailbox.get_by_id(m).state == "failing" for m in ids), timeout=30, what="all failing")
-        wait_for(lambda: all(Mailbox.get_by_id(m).consecutive_failures >= 2 for m in ids), timeout=30,
-                 what="retries with backoff")
+        wait_for(lambda: all(Mailbox.get_by_id(m).consecutive_failures >= 2 for m in ids), timeout=30, what="retries with backoff")
         backoffs = [Mailbox.get_by_id(m).next_attempt_at for m in ids]
         assert all(b is not None for b in backoffs)
 
@@ -92,7 +109,7 @@ def test_a_server_down_and_back_makes_mailboxes_fail_back_off_and_recover_with_n
 
 
 def test_a_worker_killed_mid_poll_loses_nothing_and_the_mailbox_is_polled_again(settings, dovecot, farm):
-    (box, user, _), = add_mailboxes(settings, dovecot, "kill", [600], interval=1, max_bytes=8_000)
+    ((box, user, _),) = add_mailboxes(settings, dovecot, "kill", [600], interval=1, max_bytes=8_000)
     farm.configure(MAILQ_LOCK_TTL=5, MAILQ_FETCH_BATCH=5)
     farm.scheduler()
     workers = {name: farm.worker(name) for name in ("kill-w0", "kill-w1")}

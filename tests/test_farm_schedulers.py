@@ -1,4 +1,5 @@
 """No pile-up, no overlap: two schedulers, and a farm with too few workers."""
+
 from __future__ import annotations
 
 import time
@@ -7,8 +8,8 @@ import pytest
 
 from mailq.queues import connect
 
-from .helpers import wait_for
 from .farm_helpers import add_mailboxes, farm, overlapping_runs, runs_of  # noqa: F401
+from .helpers import wait_for
 
 pytestmark = pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
 

@@ -6,6 +6,7 @@ show hostile text literally (escape sequences neutralised, Rich markup shown as
 brackets). The console has no message view, so subjects are checked through
 the CLI; the console is checked with a mailbox whose name is Rich markup.
 """
+
 from __future__ import annotations
 
 import json
@@ -14,13 +15,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.console_helpers import screenshot_of_farm
-from tests.helpers import wait_for
 from mailq import db
-from mailq.chaos.farm import Farm
-from mailq.chaos.verify import verify_mailbox
 from mailq.models import Mailbox
+from tests.chaos.farm import Farm
+from tests.chaos.verify import verify_mailbox
+from tests.console_helpers import screenshot_of_farm
 from tests.corpus_hostile import ESC_SUBJECT, MARKERS, MARKUP_SUBJECT, all_messages
+from tests.helpers import wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -65,9 +66,23 @@ def hostile_farm(tmp_path_factory):
     before = set(_shallow_strays())
     with Farm(root / "farm", db_kind="sqlite", interval=1) as farm:
         user = farm.add_mailboxes(1, prefix="hostile")[0]
-        farm.cli("mailbox", "add", MARKUP_NAME, "--host", "127.0.0.1", "--port", str(farm.dovecot.imap_port),
-                 "--security", "plain", "--username", user, "--password-stdin", "--interval", "1",
-                 stdin=farm.passwords[user] + "\n")
+        farm.cli(
+            "mailbox",
+            "add",
+            MARKUP_NAME,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(farm.dovecot.imap_port),
+            "--security",
+            "plain",
+            "--username",
+            user,
+            "--password-stdin",
+            "--interval",
+            "1",
+            stdin=farm.passwords[user] + "\n",
+        )
         corpus = all_messages()
         farm.dovecot.deliver_many((user, raw) for _, raw in corpus)
         expected = farm.dovecot.message_count(user)
@@ -77,8 +92,16 @@ def hostile_farm(tmp_path_factory):
         ids = {m.name: m.id for m in Mailbox.select()}
         db.close()
         wait_for(lambda: _message_count(ids[MARKUP_NAME]) >= expected, 60, "the second mailbox to be stored")
-        yield {"farm": farm, "user": user, "mailbox_id": mailbox_id, "markup_id": ids[MARKUP_NAME],
-               "expected": expected, "corpus": corpus, "root": root, "strays_before": before}
+        yield {
+            "farm": farm,
+            "user": user,
+            "mailbox_id": mailbox_id,
+            "markup_id": ids[MARKUP_NAME],
+            "expected": expected,
+            "corpus": corpus,
+            "root": root,
+            "strays_before": before,
+        }
 
 
 def test_the_corpus_is_big_enough():
@@ -111,7 +134,7 @@ def test_nothing_is_written_outside_the_blob_root(hostile_farm):
     farm, root = hostile_farm["farm"], hostile_farm["root"]
     assert _stray_files([root, root.parent]) == []
     assert set(_shallow_strays()) - hostile_farm["strays_before"] == set()
-    blob_root = Path(farm.settings.storage_url[len("file://"):])
+    blob_root = Path(farm.settings.storage_url[len("file://") :])
     for path in blob_root.rglob("*"):
         if path.is_file():
             assert len(path.name) == 64 and all(c in "0123456789abcdef" for c in path.name), path

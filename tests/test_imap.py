@@ -2,6 +2,7 @@
 
 No database is involved, so these run once (not per backend).
 """
+
 from __future__ import annotations
 
 import time
@@ -16,16 +17,23 @@ from mailq.models import Mailbox
 from .imap_helpers import closed_port, mute_server
 
 
-
 @pytest.fixture
 def imap_settings(tmp_path):
-    return config.load({"MAILQ_VAR_DIR": str(tmp_path), "MAILQ_SECRET_KEY": Fernet.generate_key().decode(),
-                        "MAILQ_CONNECT_TIMEOUT": "1", "MAILQ_READ_TIMEOUT": "1.5"}, env_file=None)
+    return config.load(
+        {
+            "MAILQ_VAR_DIR": str(tmp_path),
+            "MAILQ_SECRET_KEY": Fernet.generate_key().decode(),
+            "MAILQ_CONNECT_TIMEOUT": "1",
+            "MAILQ_READ_TIMEOUT": "1.5",
+        },
+        env_file=None,
+    )
 
 
 def _mailbox(settings, user, password, port, security="plain", host="127.0.0.1", ca_file=None) -> Mailbox:
-    return Mailbox(name="t", host=host, port=port, security=security, username=user, ca_file=ca_file,
-                   secret=crypto.encrypt(settings, password))
+    return Mailbox(
+        name="t", host=host, port=port, security=security, username=user, ca_file=ca_file, secret=crypto.encrypt(settings, password)
+    )
 
 
 @pytest.mark.parametrize("security", ["plain", "ssl", "starttls"])
@@ -105,13 +113,9 @@ def test_server_replies_map_to_the_right_error_class():
     from mailq.errors import ProtocolError
 
     mailbox = Mailbox(host="outlook.example", port=993, username="bob")
-    throttled = imap.map_error(imaplib.IMAP4.error("BAD Request is throttled. Suggested Backoff Time: 3000 ms"),
-                               mailbox, "fetching")
+    throttled = imap.map_error(imaplib.IMAP4.error("BAD Request is throttled. Suggested Backoff Time: 3000 ms"), mailbox, "fetching")
     assert isinstance(throttled, ImapConnectionError) and "will back off" in str(throttled)
-    not_connected = imap.map_error(imaplib.IMAP4.error("NO User is authenticated but not connected."), mailbox,
-                                   "opening folder 'INBOX'")
+    not_connected = imap.map_error(imaplib.IMAP4.error("NO User is authenticated but not connected."), mailbox, "opening folder 'INBOX'")
     assert isinstance(not_connected, AuthError)
-    assert isinstance(imap.map_error(imaplib.IMAP4.abort("socket error: EOF"), mailbox, "fetching"),
-                      ImapConnectionError)
-    assert isinstance(imap.map_error(imaplib.IMAP4.error("NO Mailbox doesn't exist: Nope"), mailbox, "x"),
-                      ProtocolError)
+    assert isinstance(imap.map_error(imaplib.IMAP4.abort("socket error: EOF"), mailbox, "fetching"), ImapConnectionError)
+    assert isinstance(imap.map_error(imaplib.IMAP4.error("NO Mailbox doesn't exist: Nope"), mailbox, "x"), ProtocolError)

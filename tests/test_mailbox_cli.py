@@ -1,4 +1,5 @@
 """The mailbox commands of the CLI contract, on SQLite and PostgreSQL."""
+
 import json
 
 import pytest
@@ -12,8 +13,25 @@ PW = "hunter2-Very-Secret"
 
 
 def add(capsys, name="demo", *extra, password=PW):
-    return run_cli(["mailbox", "add", name, "--host", "127.0.0.1", "--port", "10143", "--security", "plain",
-                    "--username", "user0001", "--password-stdin", *extra], capsys, stdin=password)
+    return run_cli(
+        [
+            "mailbox",
+            "add",
+            name,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "10143",
+            "--security",
+            "plain",
+            "--username",
+            "user0001",
+            "--password-stdin",
+            *extra,
+        ],
+        capsys,
+        stdin=password,
+    )
 
 
 def test_add_list_show_json(settings, capsys):
@@ -22,23 +40,54 @@ def test_add_list_show_json(settings, capsys):
     assert "added mailbox 1 (demo)" in result.out
     listed = run_cli(["mailbox", "list", "--json"], capsys)
     data = json.loads(listed.out)
-    assert data == [{"id": 1, "name": "demo", "host": "127.0.0.1", "port": 10143, "security": "plain",
-                     "username": "user0001", "folders": ["INBOX"], "interval": 60, "priority": "normal",
-                     "paused": False, "state": "ok", "initial_sync": "all"}]
+    assert data == [
+        {
+            "id": 1,
+            "name": "demo",
+            "host": "127.0.0.1",
+            "port": 10143,
+            "security": "plain",
+            "username": "user0001",
+            "folders": ["INBOX"],
+            "interval": 60,
+            "priority": "normal",
+            "paused": False,
+            "state": "ok",
+            "initial_sync": "all",
+        }
+    ]
     shown = json.loads(run_cli(["mailbox", "show", "demo", "--json"], capsys).out)
     assert shown["id"] == 1 and "last_poll_at" in shown and "last_error" in shown
     assert json.loads(run_cli(["mailbox", "show", "1", "--json"], capsys).out) == shown
-    for output in (listed.out, json.dumps(shown), run_cli(["mailbox", "list"], capsys).out,
-                   run_cli(["mailbox", "show", "1"], capsys).out):
+    for output in (listed.out, json.dumps(shown), run_cli(["mailbox", "list"], capsys).out, run_cli(["mailbox", "show", "1"], capsys).out):
         assert PW not in output
         assert Mailbox.get().secret not in output
 
 
 def test_add_from_environment_variable(settings, capsys, monkeypatch):
     monkeypatch.setenv("IMAP_PW", "from-env")
-    result = run_cli(["mailbox", "add", "envbox", "--host", "imap.example.org", "--username", "u",
-                      "--password-env", "IMAP_PW", "--folder", "INBOX", "--folder", "Support", "--interval", "300",
-                      "--priority", "high"], capsys)
+    result = run_cli(
+        [
+            "mailbox",
+            "add",
+            "envbox",
+            "--host",
+            "imap.example.org",
+            "--username",
+            "u",
+            "--password-env",
+            "IMAP_PW",
+            "--folder",
+            "INBOX",
+            "--folder",
+            "Support",
+            "--interval",
+            "300",
+            "--priority",
+            "high",
+        ],
+        capsys,
+    )
     assert result.code == 0, result.err
     mb = Mailbox.get(Mailbox.name == "envbox")
     assert (mb.port, mb.security, mb.folders, mb.interval, mb.priority) == (993, "ssl", ["INBOX", "Support"], 300, "high")
@@ -56,14 +105,16 @@ def test_missing_password_env_is_a_usage_error(settings, capsys):
     assert result.code == 2 and "NOPE_NOT_SET is not set" in result.err
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--port", "70000"], "port: 70000 is outside 1-65535"),
-    (["--interval", "0"], "interval: must be at least 1 second"),
-    (["--initial-sync", "since:yesterday"], "since:YYYY-MM-DD"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--port", "70000"], "port: 70000 is outside 1-65535"),
+        (["--interval", "0"], "interval: must be at least 1 second"),
+        (["--initial-sync", "since:yesterday"], "since:YYYY-MM-DD"),
+    ],
+)
 def test_invalid_fields_are_named(settings, capsys, args, message):
-    result = run_cli(["mailbox", "add", "x", "--host", "h", "--username", "u", "--password-stdin", *args], capsys,
-                     stdin="pw")
+    result = run_cli(["mailbox", "add", "x", "--host", "h", "--username", "u", "--password-stdin", *args], capsys, stdin="pw")
     assert result.code == 2 and message in result.err and "Traceback" not in result.err
 
 

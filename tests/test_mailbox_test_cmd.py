@@ -1,11 +1,11 @@
 """``mailq mailbox test``: good login, wrong password, closed port, self-signed certificate, DNS failure."""
+
 from __future__ import annotations
 
 import json
 
 from .helpers import run_cli
 from .imap_helpers import add_mailbox, closed_port
-
 
 
 def test_a_good_login_prints_capabilities_and_folders(settings, dovecot, mail_user, capsys):
@@ -34,15 +34,13 @@ def test_a_closed_port_fails_as_refused(settings, capsys):
     assert result.code == 1 and "refused" in result.err and "check the host and port" in result.err
 
 
-def test_a_self_signed_certificate_is_rejected_by_default_and_accepted_with_its_ca_file(settings, dovecot,
-                                                                                        mail_user, capsys):
+def test_a_self_signed_certificate_is_rejected_by_default_and_accepted_with_its_ca_file(settings, dovecot, mail_user, capsys):
     user, pw = mail_user
     strict = add_mailbox(settings, user, pw, port=dovecot.imaps_port, security="ssl", name="strict")
     result = run_cli(["mailbox", "test", str(strict.id)], capsys)
     assert result.code == 1 and "not trusted" in result.err and "--ca-file" in result.err
 
-    trusting = add_mailbox(settings, user, pw, port=dovecot.imaps_port, security="ssl", name="trusting",
-                           ca_file=str(dovecot.cert_path))
+    trusting = add_mailbox(settings, user, pw, port=dovecot.imaps_port, security="ssl", name="trusting", ca_file=str(dovecot.cert_path))
     result = run_cli(["mailbox", "test", str(trusting.id)], capsys)
     assert result.code == 0 and "login ok" in result.out
 

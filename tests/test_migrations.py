@@ -1,4 +1,5 @@
 """Migrations upgrade in place, are versioned, never drop data, and re-running is a no-op."""
+
 from datetime import datetime
 
 import peewee as pw
@@ -18,17 +19,22 @@ def test_upgrade_from_first_migration_keeps_data(bare_settings):
         "INSERT INTO mailbox (name, host, port, security, username, secret, folders, interval, priority, "
         "initial_sync, paused, state, consecutive_failures, created_at, updated_at) VALUES "
         "('old', 'imap.example.org', 993, 'ssl', 'bob', 'gAAAA-token', '[\"INBOX\", \"Archive\"]', 120, 'high', "
-        "'all', %s, 'failing', 3, '2026-01-01 00:00:00', '2026-01-01 00:00:00')" % ("false" if _pg(db) else "0"))
+        "'all', %s, 'failing', 3, '2026-01-01 00:00:00', '2026-01-01 00:00:00')" % ("false" if _pg(db) else "0")
+    )
     mailbox_id = db.execute_sql("SELECT id FROM mailbox WHERE name = 'old'").fetchone()[0]
     db.execute_sql(f"INSERT INTO folder_state (mailbox_id, name, uidvalidity, last_uid) VALUES ({mailbox_id}, 'INBOX', 7, 41)")
     db.execute_sql(
         "INSERT INTO message (mailbox_id, folder, uidvalidity, uid, message_id, subject, size, sha256, created_at) "
-        f"VALUES ({mailbox_id}, 'INBOX', 7, 41, '<a@b>', 'héllo', 10, '{'a' * 64}', '2026-01-02 00:00:00')")
+        f"VALUES ({mailbox_id}, 'INBOX', 7, 41, '<a@b>', 'héllo', 10, '{'a' * 64}', '2026-01-02 00:00:00')"
+    )
     message_id = db.execute_sql("SELECT id FROM message").fetchone()[0]
-    db.execute_sql(f"INSERT INTO attachment (message_id, filename, content_type, size, sha256) VALUES ({message_id}, "
-                   f"'r.pdf', 'application/pdf', 3, '{'b' * 64}')")
-    db.execute_sql(f"INSERT INTO poll_run (mailbox_id, started_at, outcome, new_count) VALUES ({mailbox_id}, "
-                   "'2026-01-02 00:00:00', 'ok', 1)")
+    db.execute_sql(
+        f"INSERT INTO attachment (message_id, filename, content_type, size, sha256) VALUES ({message_id}, "
+        f"'r.pdf', 'application/pdf', 3, '{'b' * 64}')"
+    )
+    db.execute_sql(
+        f"INSERT INTO poll_run (mailbox_id, started_at, outcome, new_count) VALUES ({mailbox_id}, '2026-01-02 00:00:00', 'ok', 1)"
+    )
 
     applied = migrations.upgrade()
     assert applied == [v for v, _, _ in migrations.MIGRATIONS if v > 1]
@@ -36,7 +42,14 @@ def test_upgrade_from_first_migration_keeps_data(bare_settings):
 
     mb = Mailbox.get(Mailbox.name == "old")
     assert (mb.host, mb.port, mb.folders, mb.interval, mb.priority, mb.state, mb.consecutive_failures) == (
-        "imap.example.org", 993, ["INBOX", "Archive"], 120, "high", "failing", 3)
+        "imap.example.org",
+        993,
+        ["INBOX", "Archive"],
+        120,
+        "high",
+        "failing",
+        3,
+    )
     assert mb.secret == "gAAAA-token"
     fs = FolderState.get()
     assert (fs.uidvalidity, fs.last_uid, fs.uidnext) == (7, 41, None)

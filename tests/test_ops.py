@@ -1,4 +1,5 @@
 """The operations layer the CLI and the console share: queues, workers, failed jobs, mailboxes, actions."""
+
 from __future__ import annotations
 
 import pytest
@@ -170,4 +171,3 @@ def test_overview_degrades_when_redis_is_down(settings, redis_server):
         redis_server.start()
     assert view.redis_error and "Redis unavailable" in view.redis_error
     assert view.states["ok"] == 1 and view.database_error is None
-

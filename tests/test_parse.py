@@ -1,4 +1,5 @@
 """parse.parse: tolerant of hostile input, faithful on normal mail, cheap."""
+
 from __future__ import annotations
 
 import hashlib
@@ -9,7 +10,7 @@ from email.parser import BytesParser
 import pytest
 
 from mailq import parse
-from mailq.testbed.mailgen import make_messages
+from tests.testbed.mailgen import make_messages
 
 from .corpus import CORPUS
 
@@ -36,10 +37,12 @@ def test_hostile_message_parses_without_raising_into_database_safe_text(name, ra
 
 
 def test_headers_are_decoded_and_the_date_is_naive_utc():
-    raw = (b"From: =?utf-8?b?RXZhIE5vdsOhaw==?= <eva@example.com>\r\nTo: Bob <bob@example.com>\r\n"
-           b"Cc: =?iso-8859-1?q?Ren=E9?= <rene@example.com>\r\nSubject: =?utf-8?q?R=C3=A9union_de?=\r\n lundi\r\n"
-           b"Date: Mon, 01 Jan 2024 10:00:00 +0200\r\nMessage-ID: <a@b>\r\nIn-Reply-To: <p@b>\r\n"
-           b"References: <o@b> <p@b>\r\n\r\nHello   world\r\n")
+    raw = (
+        b"From: =?utf-8?b?RXZhIE5vdsOhaw==?= <eva@example.com>\r\nTo: Bob <bob@example.com>\r\n"
+        b"Cc: =?iso-8859-1?q?Ren=E9?= <rene@example.com>\r\nSubject: =?utf-8?q?R=C3=A9union_de?=\r\n lundi\r\n"
+        b"Date: Mon, 01 Jan 2024 10:00:00 +0200\r\nMessage-ID: <a@b>\r\nIn-Reply-To: <p@b>\r\n"
+        b"References: <o@b> <p@b>\r\n\r\nHello   world\r\n"
+    )
     p = parse.parse(raw)
     assert p.from_addr == "Eva Novák <eva@example.com>"
     assert p.cc_addrs == "René <rene@example.com>"
@@ -52,8 +55,7 @@ def test_headers_are_decoded_and_the_date_is_naive_utc():
 
 def test_attachments_are_found_inside_nested_messages_with_display_names_only():
     p = parse.parse(dict(CORPUS)["nested-rfc822-with-attachment"])
-    assert [(a.filename, a.content_type, a.data) for a in p.attachments] == [("inner.zip", "application/octet-stream",
-                                                                              b"PK\x03\x04zip")]
+    assert [(a.filename, a.content_type, a.data) for a in p.attachments] == [("inner.zip", "application/octet-stream", b"PK\x03\x04zip")]
     p = parse.parse(dict(CORPUS)["path-traversal-filename"])
     assert [a.filename for a in p.attachments] == ["../../../../etc/passwd", "..\\..\\windows\\system32\\evil.dll"]
 
@@ -86,4 +88,5 @@ def test_results_match_the_standard_librarys_default_policy_on_realistic_mail():
         assert ours.date == ref["date"].datetime.replace(tzinfo=None)
         assert ours.message_id == str(ref["message-id"])
         assert [(a.filename, a.sha256) for a in ours.attachments] == [
-            (a.get_filename(), hashlib.sha256(a.get_payload(decode=True)).hexdigest()) for a in ref.iter_attachments()]
+            (a.get_filename(), hashlib.sha256(a.get_payload(decode=True)).hexdigest()) for a in ref.iter_attachments()
+        ]

@@ -1,4 +1,5 @@
 """Poll outcomes and health (DESIGN section 5), ``mailq poll --inline`` and ``mailq messages``."""
+
 from __future__ import annotations
 
 import json
@@ -11,11 +12,10 @@ import pytest
 from mailq import health, mailboxes, sync
 from mailq.models import Mailbox, PollRun, utcnow
 from mailq.poll import poll_mailbox
-from mailq.testbed.mailgen import make_messages
+from tests.testbed.mailgen import make_messages
 
 from .helpers import run_cli, wait_for
 from .imap_helpers import add_mailbox, closed_port, mute_server, server_view
-
 
 
 def _last_run(mailbox_id: int) -> PollRun:
@@ -35,8 +35,7 @@ def test_a_wrong_password_parks_the_mailbox_after_one_login_until_the_password_c
     assert poll_mailbox(settings, mailbox.id, force=True).outcome == "skipped"  # no second login, even forced
     assert dovecot.login_attempts(user) == attempts
 
-    spec = mailboxes.validate(name=mailbox.name, host="127.0.0.1", port=dovecot.imap_port, security="plain",
-                              username=user, password=pw)
+    spec = mailboxes.validate(name=mailbox.name, host="127.0.0.1", port=dovecot.imap_port, security="plain", username=user, password=pw)
     mailboxes.save(settings, spec)
     assert poll_mailbox(settings, mailbox.id).outcome == "ok"
     assert Mailbox.get_by_id(mailbox.id).state == "ok"
@@ -115,10 +114,12 @@ def test_a_bug_is_recorded_as_a_failed_poll_and_re_raised(settings, dovecot, mai
 def test_poll_inline_then_messages_list_and_show(settings, dovecot, mail_user, capsys, monkeypatch):
     monkeypatch.setenv("COLUMNS", "400")  # no wrapping: the subject must appear whole and literal
     user, pw = mail_user
-    hostile = (b"From: =?utf-8?q?Evil_=1B[31m?= <e@example.com>\r\nSubject: [bold red]markup[/bold red] \x1b[2J\r\n"
-               b"Message-ID: <hostile@example.com>\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n"
-               b"--b\r\nContent-Type: text/plain\r\n\r\nhello\r\n--b\r\nContent-Type: application/pdf\r\n"
-               b"Content-Disposition: attachment; filename=\"../../x.pdf\"\r\n\r\n%PDF\r\n--b--\r\n")
+    hostile = (
+        b"From: =?utf-8?q?Evil_=1B[31m?= <e@example.com>\r\nSubject: [bold red]markup[/bold red] \x1b[2J\r\n"
+        b"Message-ID: <hostile@example.com>\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n"
+        b"--b\r\nContent-Type: text/plain\r\n\r\nhello\r\n--b\r\nContent-Type: application/pdf\r\n"
+        b"Content-Disposition: attachment; filename=\"../../x.pdf\"\r\n\r\n%PDF\r\n--b--\r\n"
+    )
     dovecot.deliver_many((user, raw) for raw in make_messages(2, seed=21) + [hostile])
     mailbox = add_mailbox(settings, user, pw, port=dovecot.imap_port)
 
@@ -131,8 +132,20 @@ def test_poll_inline_then_messages_list_and_show(settings, dovecot, mail_user, c
 
     listed = json.loads(run_cli(["messages", "list", "--mailbox", str(mailbox.id), "--json"], capsys).out)
     assert len(listed) == 3
-    required = {"id", "mailbox_id", "folder", "uid", "uidvalidity", "message_id", "subject", "from", "date", "size",
-                "sha256", "attachments"}
+    required = {
+        "id",
+        "mailbox_id",
+        "folder",
+        "uid",
+        "uidvalidity",
+        "message_id",
+        "subject",
+        "from",
+        "date",
+        "size",
+        "sha256",
+        "attachments",
+    }
     assert all(required <= set(item) for item in listed)
     evil = next(item for item in listed if item["message_id"] == "<hostile@example.com>")
     assert evil["subject"].startswith("[bold red]markup[/bold red]")

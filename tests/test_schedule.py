@@ -1,4 +1,5 @@
 """Recurring polls: reconcile with the database, the scheduler's claimed push, forget."""
+
 from __future__ import annotations
 
 import time
@@ -16,8 +17,9 @@ from .helpers import run_cli
 
 
 def make_mailbox(settings, name: str, interval: int = 60, priority: str = "normal", port: int = 143) -> Mailbox:
-    spec = mailboxes.validate(name=name, host="127.0.0.1", port=port, security="plain", username=name,
-                              password="pw", interval=interval, priority=priority)
+    spec = mailboxes.validate(
+        name=name, host="127.0.0.1", port=port, security="plain", username=name, password="pw", interval=interval, priority=priority
+    )
     return mailboxes.save(settings, spec)[0]
 
 

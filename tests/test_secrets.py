@@ -5,6 +5,7 @@ One real farm run (scheduler + workers as processes, private Redis and Dovecot)
 with known passwords, one of them changed on the server so the auth-failure
 path (error texts, health, logs) runs too.
 """
+
 from __future__ import annotations
 
 import json
@@ -15,12 +16,12 @@ import pytest
 import redis
 from cryptography.fernet import Fernet
 
+from mailq import crypto, db
+from mailq.errors import SecretKeyError
+from tests.chaos import faults
+from tests.chaos.farm import Farm
 from tests.console_helpers import screenshot_of_farm
 from tests.helpers import wait_for
-from mailq import crypto, db
-from mailq.chaos import faults
-from mailq.chaos.farm import Farm
-from mailq.errors import SecretKeyError
 
 pytestmark = pytest.mark.slow
 
@@ -44,8 +45,11 @@ def ran_farm(tmp_path_factory):
         wait_for(lambda: _query("SELECT count(*) FROM message")[0][0] >= 20, 60, "the first messages")
         victim = users[0]
         faults.change_password(farm, victim)
-        wait_for(lambda: _query(f"SELECT state FROM mailbox WHERE id = {farm.mailbox_ids[victim]}")[0][0] == "auth_error",
-              60, "the changed mailbox to reach auth_error")
+        wait_for(
+            lambda: _query(f"SELECT state FROM mailbox WHERE id = {farm.mailbox_ids[victim]}")[0][0] == "auth_error",
+            60,
+            "the changed mailbox to reach auth_error",
+        )
         passwords = sorted(set(original.values()) | set(farm.passwords.values()))
         yield farm, passwords
 
@@ -112,7 +116,7 @@ def test_no_password_in_job_arguments(ran_farm):
     farm, passwords = ran_farm
     client = redis.Redis.from_url(farm.redis.url)
     try:
-        ids = [k.decode()[len("rq:job:"):] for k in client.scan_iter("rq:job:*")]
+        ids = [k.decode()[len("rq:job:") :] for k in client.scan_iter("rq:job:*")]
         jobs = [j for j in Job.fetch_many(ids, connection=client) if j is not None]
         assert jobs
         for job in jobs:
@@ -132,8 +136,12 @@ def test_no_password_in_any_log_line(ran_farm):
 
 def test_no_password_in_json_output(ran_farm):
     farm, passwords = ran_farm
-    outputs = [farm.cli("mailbox", "list", "--json").stdout, farm.cli("status", "--json").stdout,
-               farm.cli("messages", "list", "--json").stdout, farm.cli("failed", "list", "--json").stdout]
+    outputs = [
+        farm.cli("mailbox", "list", "--json").stdout,
+        farm.cli("status", "--json").stdout,
+        farm.cli("messages", "list", "--json").stdout,
+        farm.cli("failed", "list", "--json").stdout,
+    ]
     for mailbox_id in farm.mailbox_ids.values():
         outputs.append(farm.cli("mailbox", "show", str(mailbox_id), "--json").stdout)
     first_message = _query("SELECT min(id) FROM message")[0][0]

@@ -1,4 +1,5 @@
 """The sync engine against the real Dovecot, on SQLite and PostgreSQL: nothing lost, nothing twice."""
+
 from __future__ import annotations
 
 import collections
@@ -15,12 +16,11 @@ from mailq.models import Attachment, FolderState, Mailbox, Message, PollRun
 from mailq.poll import poll_mailbox
 from mailq.storage import open_store
 from mailq.sync import Budget, sync_folder
-from mailq.testbed.mailgen import make_messages
+from tests.testbed.mailgen import make_messages
 
 from .corpus import CORPUS
 from .helpers import wait_for
 from .imap_helpers import add_mailbox, append, rows, server_view, stored_bytes
-
 
 
 def _hashes(raws) -> collections.Counter:
@@ -103,8 +103,7 @@ def test_several_folders_a_missing_one_and_one_created_later(settings, dovecot, 
     Mailbox.update(folders=["INBOX", "Archive", "Later"]).where(Mailbox.id == mailbox.id).execute()
     result = poll_mailbox(settings, mailbox.id)
     assert (result.outcome, result.new, result.folders_checked) == ("ok", 1, 3)
-    assert stored_bytes(settings, mailbox.id, "Later") == {
-        uid: raw for uid, (raw, _) in server_view(dovecot, user, pw, "Later").items()}
+    assert stored_bytes(settings, mailbox.id, "Later") == {uid: raw for uid, (raw, _) in server_view(dovecot, user, pw, "Later").items()}
     assert Mailbox.get_by_id(mailbox.id).state == "ok"
 
 
@@ -135,8 +134,7 @@ def _uidvalidity_change_keeps_every_message_once(settings, dovecot, user, pw, ch
 
 def test_uidvalidity_reset_neither_duplicates_nor_loses(settings, dovecot, mail_user):
     user, pw = mail_user
-    _uidvalidity_change_keeps_every_message_once(settings, dovecot, user, pw,
-                                                 lambda: dovecot.reset_uidvalidity(user))
+    _uidvalidity_change_keeps_every_message_once(settings, dovecot, user, pw, lambda: dovecot.reset_uidvalidity(user))
 
 
 def test_renumbered_uids_neither_duplicate_nor_lose(settings, dovecot, mail_user):
@@ -156,8 +154,7 @@ def test_a_backlog_is_worked_off_over_several_polls_within_the_budget(settings, 
     small = settings.replace(poll_budget_messages=4, fetch_batch=2)
     beats = []
     outcomes = [poll_mailbox(small, mailbox.id, heartbeat=lambda: beats.append(1)) for _ in range(3)]
-    assert [(r.outcome, r.new, r.more_pending) for r in outcomes] == [
-        ("partial", 4, True), ("partial", 4, True), ("ok", 2, False)]
+    assert [(r.outcome, r.new, r.more_pending) for r in outcomes] == [("partial", 4, True), ("partial", 4, True), ("ok", 2, False)]
     assert len(beats) >= 5
     assert sorted(r.uid for r in rows(mailbox.id)) == sorted(server_view(dovecot, user, pw))
 
@@ -190,8 +187,7 @@ def test_hostile_corpus_is_stored_raw_and_nothing_lands_outside_the_blob_root(se
     user, pw = mail_user
     limit = 400_000  # above every corpus message
     assert max(len(raw) for _, raw in CORPUS) < limit
-    oversize = (b"From: big@example.com\r\nSubject: too big\r\nMessage-ID: <big@example.com>\r\n\r\n"
-                + (b"x" * 78 + b"\r\n") * 6000)
+    oversize = b"From: big@example.com\r\nSubject: too big\r\nMessage-ID: <big@example.com>\r\n\r\n" + (b"x" * 78 + b"\r\n") * 6000
     dovecot.deliver_many((user, raw) for raw in [raw for _, raw in CORPUS] + [oversize])
     mailbox = add_mailbox(settings, user, pw, port=dovecot.imap_port)
     before = {p for p in tmp_path.rglob("*")}
@@ -225,12 +221,13 @@ def test_a_poll_killed_midway_then_repeated_stores_every_message_exactly_once(se
     dovecot.index()
     mailbox = add_mailbox(settings, user, pw, port=dovecot.imap_port)
     env = {**os.environ, **settings.as_env(), "MAILQ_FETCH_BATCH": "10"}
-    code = ("import sys; from mailq import config, db; from mailq.poll import poll_mailbox; "
-            "s = config.load(env_file=None); db.bind(s.database_url); poll_mailbox(s, int(sys.argv[1]))")
+    code = (
+        "import sys; from mailq import config, db; from mailq.poll import poll_mailbox; "
+        "s = config.load(env_file=None); db.bind(s.database_url); poll_mailbox(s, int(sys.argv[1]))"
+    )
     worker = subprocess.Popen([sys.executable, "-c", code, str(mailbox.id)], env=env)
     try:
-        wait_for(lambda: Message.select().where(Message.mailbox == mailbox.id).count() > 0, timeout=30,
-                 what="the first committed batch")
+        wait_for(lambda: Message.select().where(Message.mailbox == mailbox.id).count() > 0, timeout=30, what="the first committed batch")
         worker.send_signal(signal.SIGKILL)
         assert worker.wait(10) == -signal.SIGKILL
     finally:
@@ -262,8 +259,7 @@ def test_the_uid_n_star_artefact_is_never_fetched_again(settings, dovecot, mail_
     monkeypatch.setattr(imap.Session, "has", lambda self, cap: cap.upper() in self.capabilities - {"CONDSTORE"})
     fetched = []
     real_fetch = imap.Session.fetch
-    monkeypatch.setattr(imap.Session, "fetch", lambda self, uids, items: fetched.append(list(uids)) or
-                        real_fetch(self, uids, items))
+    monkeypatch.setattr(imap.Session, "fetch", lambda self, uids, items: fetched.append(list(uids)) or real_fetch(self, uids, items))
     result = poll_mailbox(settings, mailbox.id)
     assert (result.outcome, result.new, fetched) == ("ok", 0, [])
 

@@ -12,9 +12,9 @@ import pytest
 from imapclient import IMAPClient
 from imapclient.exceptions import LoginError
 
-from mailq.testbed import Dovecot, RedisServer, make_message, make_messages
-from mailq.testbed.cli import main as cli_main
 from tests.helpers import wait_for
+from tests.testbed import Dovecot, RedisServer, make_message, make_messages
+from tests.testbed.cli import main as cli_main
 
 
 @pytest.fixture(scope="module")
@@ -160,8 +160,7 @@ def test_cli_start_is_idempotent_and_writes_the_accounts_csv(tmp_path):
         rows = list(csv.DictReader(open(root / "mailboxes.csv")))
         assert [r["username"] for r in rows] == ["user0001", "user0002", "user0003"]
         row = rows[1]
-        assert (row["host"], row["security"], row["password"], row["folders"]) == \
-            ("127.0.0.1", "plain", "pw-user0002", "INBOX")
+        assert (row["host"], row["security"], row["password"], row["folders"]) == ("127.0.0.1", "plain", "pw-user0002", "INBOX")
         server = Dovecot(root, int(row["port"]))
         assert server.message_count("user0002") == 4
         assert cli_main(["status", "--root", str(root)]) == 0

@@ -1,4 +1,5 @@
 """``mailq worker`` as a process: it stops promptly when asked and outlives a Redis restart."""
+
 import signal
 import time
 
@@ -38,8 +39,11 @@ def test_a_worker_outlives_a_redis_restart_and_keeps_working(farm, settings, red
     proc = farm.worker("w1")
     wait_for(lambda: "cleaning group registries" in proc.log.read_text(), timeout=20, what="the worker to start its loop")
     redis_server.stop()
-    wait_for(lambda: "connect" in proc.log.read_text().split("cleaning group registries", 1)[1].lower(), timeout=30,
-             what="the worker to notice Redis is gone")
+    wait_for(
+        lambda: "connect" in proc.log.read_text().split("cleaning group registries", 1)[1].lower(),
+        timeout=30,
+        what="the worker to notice Redis is gone",
+    )
     redis_server.start()
     assert proc.popen.poll() is None  # still running: under honcho an exit would stop the whole farm
     queue = Queue("default", connection=redis.Redis.from_url(settings.redis_url))

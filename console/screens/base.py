@@ -4,6 +4,7 @@
 ``show`` runs on the UI thread with what ``fetch`` returned. The app decides
 when to refresh (see ``MailqConsole.refresh_now``).
 """
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -30,7 +31,7 @@ class LiveScreen(Screen):
     """The view tab to highlight."""
     _binding_state: tuple[bool, ...] | None = None
 
-    app: "MailqConsole"
+    app: MailqConsole
 
     def compose_top(self) -> ComposeResult:
         yield Header(icon="✉")
@@ -40,7 +41,7 @@ class LiveScreen(Screen):
     def compose_bottom(self) -> ComposeResult:
         yield Footer()
 
-    def fetch(self, source: "Source") -> Any:
+    def fetch(self, source: Source) -> Any:
         """Read everything this screen shows (worker thread; blocking calls welcome)."""
         raise NotImplementedError
 

@@ -1,4 +1,5 @@
 """A yes/no question before anything destructive; Cancel has the focus, so Enter is safe."""
+
 from __future__ import annotations
 
 from rich.text import Text

@@ -1,4 +1,5 @@
 """Failed jobs: one page of RQ's failed-job registries; requeue, requeue all, delete, find by id."""
+
 from __future__ import annotations
 
 from datetime import datetime
@@ -20,26 +21,43 @@ from .base import LiveScreen
 from .confirm import ConfirmScreen
 from .paged import Paged
 
-COLUMNS = [("id", "Job id"), ("queue", "Queue"), ("function", "Function"), ("mailbox", "Mailbox"),
-           ("error", "Error"), ("failed_at", "Failed")]
+COLUMNS = [
+    ("id", "Job id"),
+    ("queue", "Queue"),
+    ("function", "Function"),
+    ("mailbox", "Mailbox"),
+    ("error", "Error"),
+    ("failed_at", "Failed"),
+]
 
 
 def failed_row(job: FailedJob, now: datetime) -> list:
-    mailbox = fmt.cell(job.mailbox_name, 40) if job.mailbox_name else (
-        Text(f"#{job.mailbox_id}") if job.mailbox_id is not None else fmt.cell(None))
-    return [fmt.cell(job.id, 48), fmt.cell(job.queue, 16), fmt.cell(job.function, 40), mailbox,
-            fmt.cell(job.error_line, 70, style="red"), fmt.ago(job.failed_at, now)]
+    mailbox = (
+        fmt.cell(job.mailbox_name, 40)
+        if job.mailbox_name
+        else (Text(f"#{job.mailbox_id}") if job.mailbox_id is not None else fmt.cell(None))
+    )
+    return [
+        fmt.cell(job.id, 48),
+        fmt.cell(job.queue, 16),
+        fmt.cell(job.function, 40),
+        mailbox,
+        fmt.cell(job.error_line, 70, style="red"),
+        fmt.ago(job.failed_at, now),
+    ]
 
 
 def requeue(app, job_id: str, then=None) -> None:
     def call(source: Source) -> str:
         done = source.requeue_failed([job_id])
         return f"Requeued job {literal(job_id, 60)}" if done else f"Job {literal(job_id, 60)} was no longer failed"
+
     app.act(f"Requeue of {literal(job_id, 60)}", call, then)
 
 
 def delete(app, job_id: str, then=None) -> None:
     """Ask first; deleting a failed job loses its traceback for good."""
+
     def confirmed(yes: bool | None) -> None:
         if not yes:
             app.notify("Delete cancelled", markup=False, timeout=2)
@@ -48,10 +66,13 @@ def delete(app, job_id: str, then=None) -> None:
         def call(source: Source) -> str:
             done = source.delete_failed([job_id])
             return f"Deleted job {literal(job_id, 60)}" if done else f"Job {literal(job_id, 60)} was already gone"
+
         app.act(f"Delete of {literal(job_id, 60)}", call, then)
 
-    app.push_screen(ConfirmScreen(f"Delete failed job {literal(job_id, 60)}?",
-                                  "Its traceback is lost; the job does not run again.", "Delete"), confirmed)
+    app.push_screen(
+        ConfirmScreen(f"Delete failed job {literal(job_id, 60)}?", "Its traceback is lost; the job does not run again.", "Delete"),
+        confirmed,
+    )
 
 
 class FailedScreen(Paged, LiveScreen):
@@ -153,8 +174,12 @@ class FailedScreen(Paged, LiveScreen):
 
             def call(source: Source) -> str:
                 return f"Requeued {source.requeue_all_failed():,} failed jobs"
+
             self.app.act("Requeue all", call)
 
-        self.app.push_screen(ConfirmScreen(f"Requeue all {count:,} failed jobs?",
-                                           "Each goes back on the queue it failed on and runs again.",
-                                           f"Requeue {count:,}"), confirmed)
+        self.app.push_screen(
+            ConfirmScreen(
+                f"Requeue all {count:,} failed jobs?", "Each goes back on the queue it failed on and runs again.", f"Requeue {count:,}"
+            ),
+            confirmed,
+        )

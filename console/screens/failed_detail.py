@@ -1,4 +1,5 @@
 """One failed job with its full traceback; requeue or delete it from here."""
+
 from __future__ import annotations
 
 from datetime import datetime
@@ -56,8 +57,9 @@ class FailedJobScreen(LiveScreen):
         self.job = job
         info = self.query_one("#job-info", Static)
         if job is None:
-            info.update(Text.assemble(fmt.cell(self.job_id, 80), (" is no longer in the failed registry "
-                                                                   "(requeued or deleted).", "bold yellow")))
+            info.update(
+                Text.assemble(fmt.cell(self.job_id, 80), (" is no longer in the failed registry (requeued or deleted).", "bold yellow"))
+            )
             return
         grid = Table.grid(padding=(0, 2))
         grid.add_column(style="dim")

@@ -1,4 +1,5 @@
 """Every key and action, straight from the command registry (so it cannot drift from the bindings)."""
+
 from __future__ import annotations
 
 from rich.table import Table

@@ -1,8 +1,10 @@
 """Poll now, pause, resume, test login and resync: shared by the mailbox list and the detail view."""
+
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
 from mailq.text import literal
 
@@ -52,9 +54,10 @@ class MailboxActions:
             return
         name = literal(t.name, 60)
 
-        def call(source: "Source") -> str:
+        def call(source: Source) -> str:
             job_ids = source.poll_now([t.id])
             return f"Poll of {name} enqueued" + (f" (job {job_ids[0]})" if job_ids else " (one is already queued)")
+
         self.app.act(f"Poll of {name}", call)
 
     def action_pause(self) -> None:
@@ -62,9 +65,10 @@ class MailboxActions:
             return
         name = literal(t.name, 60)
 
-        def call(source: "Source") -> str:
+        def call(source: Source) -> str:
             source.pause(t.id)
             return f"{name} paused; its recurring poll is removed"
+
         self.app.act(f"Pausing {name}", call)
 
     def action_resume(self) -> None:
@@ -72,9 +76,10 @@ class MailboxActions:
             return
         name = literal(t.name, 60)
 
-        def call(source: "Source") -> str:
+        def call(source: Source) -> str:
             source.resume(t.id)
             return f"{name} resumed and scheduled again"
+
         self.app.act(f"Resuming {name}", call)
 
     def action_test_login(self) -> None:
@@ -83,8 +88,9 @@ class MailboxActions:
         name = literal(t.name, 60)
         self.app.notify(f"Logging in to {name}…", markup=False, timeout=2)
 
-        def call(source: "Source") -> str:
+        def call(source: Source) -> str:
             return f"Login to {name} OK{_describe_probe(source.test_login(t.id))}"
+
         self.app.act(f"Login to {name}", call)
 
     def action_resync(self) -> None:
@@ -93,8 +99,12 @@ class MailboxActions:
 
 def resync(app, then: Callable[[], None] | None = None) -> None:
     """Reconcile recurring polls with the database and say what changed; ``then`` runs after a success."""
-    def call(source: "Source") -> str:
+
+    def call(source: Source) -> str:
         report = source.resync()
-        return (f"Schedules resynced: {len(report.added)} added, {len(report.removed)} removed, "
-                f"{len(report.updated)} updated, {report.unchanged:,} unchanged")
+        return (
+            f"Schedules resynced: {len(report.added)} added, {len(report.removed)} removed, "
+            f"{len(report.updated)} updated, {report.unchanged:,} unchanged"
+        )
+
     app.act("Resync", call, then)

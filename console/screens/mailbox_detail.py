@@ -1,4 +1,5 @@
 """One mailbox: its settings and health, and the recent poll runs with their errors."""
+
 from __future__ import annotations
 
 from datetime import datetime
@@ -10,8 +11,8 @@ from textual.containers import Vertical
 from textual.widgets import Static
 
 from mailq.errors import NotFoundError
-from mailq.text import literal
 from mailq.ops import PollRunRow
+from mailq.text import literal
 
 from .. import commands
 from .. import format as fmt
@@ -20,18 +21,47 @@ from ..widgets.keyed_table import KeyedTable
 from .base import LiveScreen
 from .mailbox_actions import MAILBOX_ACTIONS, MailboxActions, Target
 
-RUN_COLUMNS = [("started", "Started"), ("took", "Took"), ("outcome", "Outcome"), ("new", ">New"),
-               ("skipped", ">Skipped"), ("error_class", "Error"), ("error_text", "Error text")]
-SHOWN_FIELDS = ("name", "host", "port", "security", "username", "folders", "interval", "priority", "state",
-                "consecutive_failures", "next_run_at", "next_attempt_at", "last_poll_at", "last_success_at",
-                "poll_job", "last_error_class")
+RUN_COLUMNS = [
+    ("started", "Started"),
+    ("took", "Took"),
+    ("outcome", "Outcome"),
+    ("new", ">New"),
+    ("skipped", ">Skipped"),
+    ("error_class", "Error"),
+    ("error_text", "Error text"),
+]
+SHOWN_FIELDS = (
+    "name",
+    "host",
+    "port",
+    "security",
+    "username",
+    "folders",
+    "interval",
+    "priority",
+    "state",
+    "consecutive_failures",
+    "next_run_at",
+    "next_attempt_at",
+    "last_poll_at",
+    "last_success_at",
+    "poll_job",
+    "last_error_class",
+)
 
 
 def run_row(run: PollRunRow, now: datetime) -> list:
     took = fmt.seconds((run.finished_at - run.started_at).total_seconds()) if run.finished_at else Text("running")
     outcome_style = {"ok": "green", "partial": "yellow"}.get(run.outcome, "red" if run.outcome != "running" else "")
-    return [fmt.ago(run.started_at, now), took, Text(run.outcome, style=outcome_style), fmt.count(run.new_count),
-            fmt.count(run.skipped_count), fmt.cell(run.error_class, 20), fmt.cell(run.error_text, 120, style="red")]
+    return [
+        fmt.ago(run.started_at, now),
+        took,
+        Text(run.outcome, style=outcome_style),
+        fmt.count(run.new_count),
+        fmt.count(run.skipped_count),
+        fmt.cell(run.error_class, 20),
+        fmt.cell(run.error_text, 120, style="red"),
+    ]
 
 
 class MailboxScreen(MailboxActions, LiveScreen):

@@ -1,4 +1,5 @@
 """Mailboxes: one page of the mailbox table, filtered by text and state, with the mailbox actions."""
+
 from __future__ import annotations
 
 from datetime import datetime
@@ -20,9 +21,17 @@ from .mailbox_actions import MAILBOX_ACTIONS, MailboxActions, Target
 from .paged import Paged
 
 STATES = ("ok", "failing", "auth_error", "paused")
-COLUMNS = [("name", "Name"), ("host", "Host"), ("state", "State"), ("last_poll", "Last poll"),
-           ("last_success", "Last success"), ("next_run", "Next run"), ("new_today", ">New today"),
-           ("failures", ">Failures"), ("last_error", "Last error")]
+COLUMNS = [
+    ("name", "Name"),
+    ("host", "Host"),
+    ("state", "State"),
+    ("last_poll", "Last poll"),
+    ("last_success", "Last success"),
+    ("next_run", "Next run"),
+    ("new_today", ">New today"),
+    ("failures", ">Failures"),
+    ("last_error", "Last error"),
+]
 
 
 def parse_filter(value: str) -> tuple[str | None, str | None]:
@@ -38,9 +47,17 @@ def parse_filter(value: str) -> tuple[str | None, str | None]:
 
 
 def mailbox_row(row: MailboxRow, now: datetime) -> list:
-    return [fmt.cell(row.name, 40), fmt.cell(row.host, 32), fmt.state(row.state), fmt.ago(row.last_poll_at, now),
-            fmt.ago(row.last_success_at, now), fmt.ago(row.next_run_at, now), fmt.count(row.new_today),
-            fmt.count(row.consecutive_failures, warn=True), fmt.cell(row.last_error, 80, style="red")]
+    return [
+        fmt.cell(row.name, 40),
+        fmt.cell(row.host, 32),
+        fmt.state(row.state),
+        fmt.ago(row.last_poll_at, now),
+        fmt.ago(row.last_success_at, now),
+        fmt.ago(row.next_run_at, now),
+        fmt.count(row.new_today),
+        fmt.count(row.consecutive_failures, warn=True),
+        fmt.cell(row.last_error, 80, style="red"),
+    ]
 
 
 class MailboxesScreen(Paged, MailboxActions, LiveScreen):

@@ -1,4 +1,5 @@
 """Overview: mailbox health, queue depths, workers, failed jobs, ingest rate and scheduler liveness."""
+
 from __future__ import annotations
 
 from datetime import datetime
@@ -17,23 +18,47 @@ from .. import format as fmt
 from ..source import Source, describe_failure
 from ..widgets.ingest import IngestPanel
 from ..widgets.keyed_table import KeyedTable
-from .mailbox_actions import resync
 from .base import LiveScreen
+from .mailbox_actions import resync
 
-QUEUE_COLUMNS = [("name", "Queue"), ("queued", ">Queued"), ("started", ">Started"), ("scheduled", ">Scheduled"),
-                 ("deferred", ">Deferred"), ("failed", ">Failed"), ("finished", ">Finished")]
+QUEUE_COLUMNS = [
+    ("name", "Queue"),
+    ("queued", ">Queued"),
+    ("started", ">Started"),
+    ("scheduled", ">Scheduled"),
+    ("deferred", ">Deferred"),
+    ("failed", ">Failed"),
+    ("finished", ">Finished"),
+]
 
 
-ATTENTION_COLUMNS = [("name", "Mailbox"), ("state", "State"), ("failures", ">Failures"), ("last_poll", "Last poll"),
-                     ("last_error", "Last error")]
+ATTENTION_COLUMNS = [
+    ("name", "Mailbox"),
+    ("state", "State"),
+    ("failures", ">Failures"),
+    ("last_poll", "Last poll"),
+    ("last_error", "Last error"),
+]
 ATTENTION_LIMIT = 10
 """Per state: the overview lists at most this many failing and auth_error mailboxes."""
 
 
 def queue_rows(queues) -> list[tuple[str, list]]:
-    return [(q.name, [Text(q.name), fmt.count(q.queued), fmt.count(q.started), fmt.count(q.scheduled),
-                      fmt.count(q.deferred), fmt.count(q.failed, warn=True), fmt.count(q.finished)])
-            for q in queues]
+    return [
+        (
+            q.name,
+            [
+                Text(q.name),
+                fmt.count(q.queued),
+                fmt.count(q.started),
+                fmt.count(q.scheduled),
+                fmt.count(q.deferred),
+                fmt.count(q.failed, warn=True),
+                fmt.count(q.finished),
+            ],
+        )
+        for q in queues
+    ]
 
 
 class OverviewScreen(LiveScreen):
@@ -74,8 +99,10 @@ class OverviewScreen(LiveScreen):
 
     def problem(self, data: tuple[Overview, list[MailboxRow], datetime]) -> str | None:
         overview = data[0]
-        parts = [describe_failure(QueueError(overview.redis_error))[1] if overview.redis_error else None,
-                 describe_failure(DatabaseError(overview.database_error))[1] if overview.database_error else None]
+        parts = [
+            describe_failure(QueueError(overview.redis_error))[1] if overview.redis_error else None,
+            describe_failure(DatabaseError(overview.database_error))[1] if overview.database_error else None,
+        ]
         return "; ".join(p for p in parts if p) or None
 
     def show(self, data: tuple[Overview, list[MailboxRow], datetime]) -> None:
@@ -85,12 +112,23 @@ class OverviewScreen(LiveScreen):
             self._show_health(overview)
             self.query_one(IngestPanel).show(overview.ingested_last_hour, overview.ingest_per_minute)
             table = self.query_one("#attention", KeyedTable)
-            table.sync((str(r.id), [fmt.cell(r.name, 40), fmt.state(r.state), fmt.count(r.consecutive_failures, warn=True),
-                                    fmt.ago(r.last_poll_at, now), fmt.cell(r.last_error, 90, style="red")])
-                       for r in attention)
+            table.sync(
+                (
+                    str(r.id),
+                    [
+                        fmt.cell(r.name, 40),
+                        fmt.state(r.state),
+                        fmt.count(r.consecutive_failures, warn=True),
+                        fmt.ago(r.last_poll_at, now),
+                        fmt.cell(r.last_error, 90, style="red"),
+                    ],
+                )
+                for r in attention
+            )
             shown = overview.states.get("failing", 0) + overview.states.get("auth_error", 0)
-            table.border_subtitle = (f"{len(attention)} of {shown:,}; 2 lists them all" if shown > len(attention)
-                                     else ("none" if not shown else ""))
+            table.border_subtitle = (
+                f"{len(attention)} of {shown:,}; 2 lists them all" if shown > len(attention) else ("none" if not shown else "")
+            )
         if not overview.redis_error:
             self._show_farm(overview, now)
             self.query_one("#overview-queues", KeyedTable).sync(queue_rows(overview.queues))

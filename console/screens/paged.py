@@ -3,6 +3,7 @@
 At 10,000 mailboxes or 100,000 failed jobs a refresh reads one page
 (``offset``/``limit`` on the ops call) plus the total, never the whole list.
 """
+
 from __future__ import annotations
 
 from typing import ClassVar

@@ -1,4 +1,5 @@
 """Queues and workers: every queue's counts, and each worker's state, job and heartbeat."""
+
 from __future__ import annotations
 
 from rich.text import Text
@@ -13,9 +14,17 @@ from ..widgets.keyed_table import KeyedTable
 from .base import LiveScreen
 from .overview import QUEUE_COLUMNS, queue_rows
 
-WORKER_COLUMNS = [("name", "Worker"), ("host", "Host / pid"), ("state", "State"), ("job", "Current job"),
-                  ("mailbox", "Mailbox"), ("heartbeat", "Heartbeat"), ("successes", ">Succeeded"),
-                  ("failures", ">Failed"), ("queues", "Queues")]
+WORKER_COLUMNS = [
+    ("name", "Worker"),
+    ("host", "Host / pid"),
+    ("state", "State"),
+    ("job", "Current job"),
+    ("mailbox", "Mailbox"),
+    ("heartbeat", "Heartbeat"),
+    ("successes", ">Succeeded"),
+    ("failures", ">Failed"),
+    ("queues", "Queues"),
+]
 
 
 def worker_row(w: WorkerInfo) -> list:
@@ -23,11 +32,22 @@ def worker_row(w: WorkerInfo) -> list:
     heartbeat = fmt.seconds(w.heartbeat_age_s)
     if w.stale:
         heartbeat = Text(f"{heartbeat.plain} (stale)", style="bold red")
-    mailbox = fmt.cell(w.current_mailbox_name, 40) if w.current_mailbox_name else (
-        Text(f"#{w.current_mailbox_id}") if w.current_mailbox_id is not None else fmt.cell(None))
-    return [fmt.cell(w.name, 40), fmt.cell(f"{w.hostname} / {w.pid if w.pid is not None else '?'}", 40), state,
-            fmt.cell(w.current_job_id, 40), mailbox, heartbeat, fmt.count(w.successes),
-            fmt.count(w.failures, warn=True), fmt.cell(", ".join(w.queues), 60, style="dim")]
+    mailbox = (
+        fmt.cell(w.current_mailbox_name, 40)
+        if w.current_mailbox_name
+        else (Text(f"#{w.current_mailbox_id}") if w.current_mailbox_id is not None else fmt.cell(None))
+    )
+    return [
+        fmt.cell(w.name, 40),
+        fmt.cell(f"{w.hostname} / {w.pid if w.pid is not None else '?'}", 40),
+        state,
+        fmt.cell(w.current_job_id, 40),
+        mailbox,
+        heartbeat,
+        fmt.count(w.successes),
+        fmt.count(w.failures, warn=True),
+        fmt.cell(", ".join(w.queues), 60, style="dim"),
+    ]
 
 
 class QueuesScreen(LiveScreen):
@@ -55,5 +75,5 @@ class QueuesScreen(LiveScreen):
         self.query_one("#queues", KeyedTable).sync(queue_rows(queues))
         self.query_one("#workers", KeyedTable).sync((w.name, worker_row(w)) for w in workers)
         self.query_one("#workers").border_subtitle = (
-            f"{len(workers)} online, {sum(1 for w in workers if w.state == 'busy')} busy, "
-            f"{sum(1 for w in workers if w.stale)} stale")
+            f"{len(workers)} online, {sum(1 for w in workers if w.state == 'busy')} busy, {sum(1 for w in workers if w.stale)} stale"
+        )

@@ -1,4 +1,5 @@
 """Schedule: rq-scheduler's recurring polls, and where they differ from the database."""
+
 from __future__ import annotations
 
 import time
@@ -20,8 +21,7 @@ from .base import LiveScreen
 from .mailbox_actions import resync
 from .paged import Paged
 
-COLUMNS = [("job", "Job id"), ("mailbox", "Mailbox"), ("interval", ">Interval"), ("next_run", "Next run"),
-           ("note", "Note")]
+COLUMNS = [("job", "Job id"), ("mailbox", "Mailbox"), ("interval", ">Interval"), ("next_run", "Next run"), ("note", "Note")]
 SHOW_IDS = 12
 """Diff lines list at most this many ids; the counts are always complete."""
 DIFF_EVERY = 30.0
@@ -38,9 +38,11 @@ def diff_text(diff: ScheduleDiff) -> Text:
     if not (diff.missing or diff.stale or diff.changed):
         return Text("In step with the database: every enabled mailbox has exactly one recurring poll.", style="green")
     text = Text()
-    lines = [(diff.missing, "enabled mailbox(es) without a recurring poll: "),
-             (diff.stale, "recurring poll(s) for a deleted or disabled mailbox: "),
-             (diff.changed, "mailbox(es) whose interval or queue changed: ")]
+    lines = [
+        (diff.missing, "enabled mailbox(es) without a recurring poll: "),
+        (diff.stale, "recurring poll(s) for a deleted or disabled mailbox: "),
+        (diff.changed, "mailbox(es) whose interval or queue changed: "),
+    ]
     for values, label in lines:
         if values:
             if text:
@@ -59,8 +61,11 @@ def poll_row(poll: ScheduledPoll, now: datetime, stale: set[str], changed: set[i
         note = Text("interval/queue changed", style="yellow")
     else:
         note = Text("")
-    mailbox = fmt.cell(poll.mailbox_name, 40) if poll.mailbox_name else (
-        Text(f"#{poll.mailbox_id}", style="dim") if poll.mailbox_id is not None else fmt.cell(None))
+    mailbox = (
+        fmt.cell(poll.mailbox_name, 40)
+        if poll.mailbox_name
+        else (Text(f"#{poll.mailbox_id}", style="dim") if poll.mailbox_id is not None else fmt.cell(None))
+    )
     interval = Text(f"{poll.interval:,}s", justify="right") if poll.interval else fmt.cell(None)
     return [fmt.cell(poll.job_id, 40), mailbox, interval, fmt.ago(poll.next_run_at, now), note]
 
@@ -108,8 +113,9 @@ class ScheduleScreen(Paged, LiveScreen):
         self.after_sync(table)
         table.border_subtitle = self.page_label()
         panel = self.query_one("#diff-panel")
-        panel.border_subtitle = (f"checked {fmt.ago(self._diff_checked, now).plain}, every {DIFF_EVERY:g} s"
-                                 if self._diff_checked else "comparing…")
+        panel.border_subtitle = (
+            f"checked {fmt.ago(self._diff_checked, now).plain}, every {DIFF_EVERY:g} s" if self._diff_checked else "comparing…"
+        )
 
     @work(thread=True, exclusive=True, group="schedule-diff", exit_on_error=False)
     def _compare(self, source: Source) -> None:

@@ -1,4 +1,5 @@
 """The banner that says Redis or the database is gone, while the console keeps running."""
+
 from __future__ import annotations
 
 from rich.text import Text
@@ -15,7 +16,10 @@ class StatusBanner(Static):
             self.add_class("-hidden")
             self.update("")
             return
-        retry = f"  (showing the last data; retrying every {retry_every:g} s)" if retry_every else \
-            "  (showing the last data; live refresh is paused: space resumes, F5 retries)"
+        retry = (
+            f"  (showing the last data; retrying every {retry_every:g} s)"
+            if retry_every
+            else "  (showing the last data; live refresh is paused: space resumes, F5 retries)"
+        )
         self.update(Text("⚠ ") + Text(problem) + Text(retry))
         self.remove_class("-hidden")

@@ -1,4 +1,5 @@
 """A one-line search input that appears on `/` and hands focus back to the table."""
+
 from __future__ import annotations
 
 from textual import on
@@ -13,7 +14,7 @@ class FilterBar(Input):
     BINDINGS = [Binding("escape", "clear_filter", "Clear filter", show=True)]
 
     class Applied(Message):
-        def __init__(self, bar: "FilterBar", value: str) -> None:
+        def __init__(self, bar: FilterBar, value: str) -> None:
             super().__init__()
             self.bar = bar
             self.value = value

@@ -1,4 +1,5 @@
 """Messages ingested in the last hour, with a sparkline of the per-minute rate."""
+
 from __future__ import annotations
 
 from rich.text import Text
@@ -20,6 +21,10 @@ class IngestPanel(Vertical):
     def show(self, total: int, per_minute: list[int]) -> None:
         peak = max(per_minute, default=0)
         self.query_one("#ingest-total", Static).update(
-            Text.assemble((f"{total:,}", "bold"), " messages in the last hour  ",
-                          (f"(peak {peak:,}/min, now {per_minute[-1] if per_minute else 0:,}/min)", "dim")))
+            Text.assemble(
+                (f"{total:,}", "bold"),
+                " messages in the last hour  ",
+                (f"(peak {peak:,}/min, now {per_minute[-1] if per_minute else 0:,}/min)", "dim"),
+            )
+        )
         self.query_one(Sparkline).data = [float(v) for v in per_minute] or [0.0]

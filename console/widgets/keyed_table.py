@@ -4,9 +4,10 @@
 2 s; instead ``sync`` removes rows that went away, updates only changed cells,
 adds new rows and restores the order. The cursor stays on the same row id.
 """
+
 from __future__ import annotations
 
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 from rich.cells import cell_len
 from rich.text import Text

@@ -1,12 +1,18 @@
 """The view tabs line: which view is shown and the number key for each."""
+
 from __future__ import annotations
 
 from rich.text import Text
 from textual.events import Click
 from textual.widgets import Static
 
-VIEWS = (("overview", "Overview"), ("mailboxes", "Mailboxes"), ("queues", "Queues & workers"),
-         ("failed", "Failed jobs"), ("schedule", "Schedule"))
+VIEWS = (
+    ("overview", "Overview"),
+    ("mailboxes", "Mailboxes"),
+    ("queues", "Queues & workers"),
+    ("failed", "Failed jobs"),
+    ("schedule", "Schedule"),
+)
 
 
 class ViewTabs(Static):

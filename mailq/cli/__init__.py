@@ -3,12 +3,13 @@
 Errors print ``error: <message>`` on stderr with no traceback and exit 1; bad
 usage exits 2. ``--json`` output is stable and goes to stdout alone.
 """
+
 from __future__ import annotations
 
 import argparse
 import os
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
 from ..errors import MailqError, UsageError
 from . import db_cmd, mailbox_cmd
@@ -64,8 +65,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:  # a bug: one line for the operator, the traceback only on request
         if os.environ.get("MAILQ_DEBUG"):
             raise
-        print(f"error: unexpected {type(exc).__name__}: {exc} (set MAILQ_DEBUG=1 to see the traceback, and please report it)",
-              file=sys.stderr)
+        print(
+            f"error: unexpected {type(exc).__name__}: {exc} (set MAILQ_DEBUG=1 to see the traceback, and please report it)", file=sys.stderr
+        )
         return 1
     return code or 0
 

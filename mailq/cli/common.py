@@ -1,4 +1,5 @@
 """What every command needs: settings, a bound database, output helpers."""
+
 from __future__ import annotations
 
 import json

@@ -1,4 +1,5 @@
 """``mailq console [--refresh SECONDS]``: the Textual operator console."""
+
 from __future__ import annotations
 
 from ..errors import UsageError
@@ -7,10 +8,12 @@ from .common import open_db
 
 def register(sub) -> None:
     p = sub.add_parser("console", help="the live operator console (queues, workers, failed jobs, schedules, mailboxes)")
-    p.add_argument("--refresh", type=float, default=None, metavar="SECONDS",
-                   help="seconds between refreshes (default MAILQ_CONSOLE_REFRESH, 2)")
-    p.add_argument("--view", choices=("overview", "mailboxes", "queues", "failed", "schedule"), default="overview",
-                   help="the view to open first")
+    p.add_argument(
+        "--refresh", type=float, default=None, metavar="SECONDS", help="seconds between refreshes (default MAILQ_CONSOLE_REFRESH, 2)"
+    )
+    p.add_argument(
+        "--view", choices=("overview", "mailboxes", "queues", "failed", "schedule"), default="overview", help="the view to open first"
+    )
     p.set_defaults(handler=console)
 
 

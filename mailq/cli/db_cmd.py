@@ -1,4 +1,5 @@
 """``mailq db upgrade`` and ``mailq secrets rotate``."""
+
 from __future__ import annotations
 
 import os
@@ -60,7 +61,9 @@ def rotate(args) -> int:
         os.replace(tmp, path)
         out.print(f"re-encrypted {len(mailboxes)} password(s); {path} now holds the new key")
     else:
-        out.print(f"re-encrypted {len(mailboxes)} password(s); now set MAILQ_SECRET_KEY to the value of {args.new_key_env} "
-                  "everywhere mailq runs (workers, scheduler, console)")
+        out.print(
+            f"re-encrypted {len(mailboxes)} password(s); now set MAILQ_SECRET_KEY to the value of {args.new_key_env} "
+            "everywhere mailq runs (workers, scheduler, console)"
+        )
         err.print("note: processes still running with the old key cannot decrypt passwords until restarted")
     return 0

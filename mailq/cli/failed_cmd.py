@@ -1,4 +1,5 @@
 """``mailq failed list [--json] | show JOB_ID | requeue (JOB_ID... | --all) | delete JOB_ID...``."""
+
 from __future__ import annotations
 
 from rich.table import Table
@@ -34,9 +35,15 @@ def register(sub) -> None:
 
 
 def _as_dict(job, with_traceback: bool = False) -> dict:
-    data = {"id": job.id, "queue": job.queue, "function": job.function, "mailbox_id": job.mailbox_id,
-            "mailbox": job.mailbox_name, "error": job.error_line,
-            "failed_at": job.failed_at.isoformat() + "Z" if job.failed_at else None}
+    data = {
+        "id": job.id,
+        "queue": job.queue,
+        "function": job.function,
+        "mailbox_id": job.mailbox_id,
+        "mailbox": job.mailbox_name,
+        "error": job.error_line,
+        "failed_at": job.failed_at.isoformat() + "Z" if job.failed_at else None,
+    }
     if with_traceback:
         data["traceback"] = job.traceback
     return data
@@ -53,9 +60,14 @@ def list_failed(args) -> int:
         return 0
     table = Table("job", "queue", "function", "mailbox", "failed at (UTC)", "error", box=None)
     for j in jobs:
-        table.add_row(j.id, j.queue, j.function, Text(literal(j.mailbox_name or (str(j.mailbox_id or "") or "-"))),
-                      j.failed_at.strftime("%Y-%m-%d %H:%M:%S") if j.failed_at else "-",
-                      Text(one_line(j.error_line)[:120]))
+        table.add_row(
+            j.id,
+            j.queue,
+            j.function,
+            Text(literal(j.mailbox_name or (str(j.mailbox_id or "") or "-"))),
+            j.failed_at.strftime("%Y-%m-%d %H:%M:%S") if j.failed_at else "-",
+            Text(one_line(j.error_line)[:120]),
+        )
     out.print(table)
     shown = args.offset + len(jobs)
     if total > shown:

@@ -1,4 +1,5 @@
 """``mailq schedule sync|list``, ``mailq scheduler`` and ``mailq worker``: running the farm."""
+
 from __future__ import annotations
 
 import argparse
@@ -29,8 +30,9 @@ def register(sub) -> None:
     w = sub.add_parser("worker", help="run an RQ worker on email-high, email, workflow, default (in that order)")
     w.add_argument("--burst", action="store_true", help="quit when the queues are empty")
     w.add_argument("--name", help="worker name (default: random)")
-    w.add_argument("--fork", action=argparse.BooleanOptionalAction, default=None,
-                   help="fork a process per job (default: MAILQ_WORKER_FORK, off)")
+    w.add_argument(
+        "--fork", action=argparse.BooleanOptionalAction, default=None, help="fork a process per job (default: MAILQ_WORKER_FORK, off)"
+    )
     w.set_defaults(handler=run_worker)
 
 
@@ -38,11 +40,9 @@ def schedule_sync(args) -> int:
     settings = open_db(args)
     report = ops.resync(settings)
     if args.json:
-        print_json({"added": report.added, "removed": report.removed, "updated": report.updated,
-                    "unchanged": report.unchanged})
+        print_json({"added": report.added, "removed": report.removed, "updated": report.updated, "unchanged": report.unchanged})
         return 0
-    out.print(f"added {len(report.added)}, removed {len(report.removed)}, updated {len(report.updated)}, "
-              f"unchanged {report.unchanged}")
+    out.print(f"added {len(report.added)}, removed {len(report.removed)}, updated {len(report.updated)}, unchanged {report.unchanged}")
     for label, items in (("added", report.added), ("removed", report.removed), ("updated", report.updated)):
         if items:
             out.print(Text(f"  {label}: " + ", ".join(str(i) for i in items[:50]) + (" ..." if len(items) > 50 else "")))
@@ -53,18 +53,31 @@ def schedule_list(args) -> int:
     settings = open_db(args)
     polls, total = ops.scheduled_polls(settings, 0, args.limit)
     if args.json:
-        print_json([{"job_id": p.job_id, "mailbox_id": p.mailbox_id, "mailbox": p.mailbox_name,
-                     "interval": p.interval, "next_run_at": p.next_run_at.isoformat() + "Z" if p.next_run_at else None}
-                    for p in polls])
+        print_json(
+            [
+                {
+                    "job_id": p.job_id,
+                    "mailbox_id": p.mailbox_id,
+                    "mailbox": p.mailbox_name,
+                    "interval": p.interval,
+                    "next_run_at": p.next_run_at.isoformat() + "Z" if p.next_run_at else None,
+                }
+                for p in polls
+            ]
+        )
         return 0
     if not polls:
         out.print("no recurring polls: run `mailq schedule sync` (or start `mailq scheduler`)")
         return 0
     table = Table("mailbox", "name", "interval", "next run (UTC)", "job", box=None)
     for p in polls:
-        table.add_row(str(p.mailbox_id), Text(literal(p.mailbox_name or "(deleted)")),
-                      f"{p.interval}s" if p.interval else "?",
-                      p.next_run_at.strftime("%Y-%m-%d %H:%M:%S") if p.next_run_at else "-", p.job_id)
+        table.add_row(
+            str(p.mailbox_id),
+            Text(literal(p.mailbox_name or "(deleted)")),
+            f"{p.interval}s" if p.interval else "?",
+            p.next_run_at.strftime("%Y-%m-%d %H:%M:%S") if p.next_run_at else "-",
+            p.job_id,
+        )
     out.print(table)
     if total > len(polls):
         out.print(f"... {total - len(polls)} more (use --limit)")

@@ -1,4 +1,5 @@
 """``mailq mailbox add|import|list|show|remove|pause|resume|test``."""
+
 from __future__ import annotations
 
 import os
@@ -34,8 +35,12 @@ def register(sub) -> None:
     add.add_argument("--folder", action="append", dest="folders", metavar="FOLDER", help="folder to poll (repeatable; default INBOX)")
     add.add_argument("--interval", type=int, help="seconds between polls (default MAILQ_POLL_INTERVAL)")
     add.add_argument("--priority", choices=["high", "normal"], default="normal")
-    add.add_argument("--initial-sync", default="all", metavar="all|new|since:YYYY-MM-DD",
-                     help="what the first poll takes: all history, only mail arriving from now on, or mail since a date")
+    add.add_argument(
+        "--initial-sync",
+        default="all",
+        metavar="all|new|since:YYYY-MM-DD",
+        help="what the first poll takes: all history, only mail arriving from now on, or mail since a date",
+    )
     add.add_argument("--ca-file", help="CA bundle to verify this server's certificate (self-signed servers)")
     add.set_defaults(handler=add_mailbox)
 
@@ -84,9 +89,18 @@ def _read_password(args) -> str:
 def add_mailbox(args) -> int:
     settings = open_db(args)
     spec = mailboxes.validate(
-        name=args.name, host=args.host, port=args.port, security=args.security, username=args.username,
-        password=_read_password(args), folders=args.folders, interval=args.interval, priority=args.priority,
-        initial_sync=args.initial_sync, ca_file=args.ca_file, default_interval=settings.poll_interval,
+        name=args.name,
+        host=args.host,
+        port=args.port,
+        security=args.security,
+        username=args.username,
+        password=_read_password(args),
+        folders=args.folders,
+        interval=args.interval,
+        priority=args.priority,
+        initial_sync=args.initial_sync,
+        ca_file=args.ca_file,
+        default_interval=settings.poll_interval,
     )
     mailbox, created = mailboxes.save(settings, spec)
     _after_change(settings, mailbox)
@@ -101,8 +115,7 @@ def import_mailboxes(args) -> int:
         text = path.read_text(encoding="utf-8-sig")
     except OSError as exc:
         raise UsageError(f"cannot read {path}: {exc.strerror}") from None
-    with Progress(TextColumn("importing"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=err, transient=True) as progress:
+    with Progress(TextColumn("importing"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=err, transient=True) as progress:
         task = progress.add_task("import", total=None)
         report = mailboxes.import_csv(settings, text, on_row=lambda done, total: progress.update(task, completed=done, total=total))
     for line, reason in report.errors:
@@ -121,9 +134,16 @@ def list_mailboxes(args) -> int:
         return 0
     table = Table("id", "name", "host", "user", "folders", "interval", "priority", "state", box=None)
     for m in rows:
-        table.add_row(str(m.id), Text(literal(m.name)), Text(f"{literal(m.host)}:{m.port} ({m.security})"),
-                      Text(literal(m.username)), Text(literal(", ".join(m.folders))), f"{m.interval}s", m.priority,
-                      m.display_state)
+        table.add_row(
+            str(m.id),
+            Text(literal(m.name)),
+            Text(f"{literal(m.host)}:{m.port} ({m.security})"),
+            Text(literal(m.username)),
+            Text(literal(", ".join(m.folders))),
+            f"{m.interval}s",
+            m.priority,
+            m.display_state,
+        )
     out.print(table if rows else "no mailboxes yet: add one with `mailq mailbox add` or `mailq mailbox import`")
     return 0
 
@@ -148,8 +168,12 @@ def remove_mailbox(args) -> int:
     if not args.yes:
         raise UsageError(f"this deletes mailbox {mailbox.id} ({mailbox.name}) with its messages and blobs: add --yes to confirm")
     counts = mailboxes.remove(settings, mailbox)
-    out.print(Text(f"removed mailbox {mailbox.id} ({literal(mailbox.name)}): {counts['messages']} message(s), "
-                   f"{counts['attachments']} attachment row(s), {counts['blobs']} blob(s)"))
+    out.print(
+        Text(
+            f"removed mailbox {mailbox.id} ({literal(mailbox.name)}): {counts['messages']} message(s), "
+            f"{counts['attachments']} attachment row(s), {counts['blobs']} blob(s)"
+        )
+    )
     return 0
 
 
@@ -188,8 +212,7 @@ def test_mailbox(args) -> int:
 
     result = imap.probe(settings, mailbox)
     if args.json:
-        print_json({"id": mailbox.id, "name": mailbox.name, "ok": True, "capabilities": result.capabilities,
-                    "folders": result.folders})
+        print_json({"id": mailbox.id, "name": mailbox.name, "ok": True, "capabilities": result.capabilities, "folders": result.folders})
         return 0
     out.print(Text(f"login ok: {literal(mailbox.username)} at {literal(mailbox.host)}:{mailbox.port} ({mailbox.security})"))
     out.print(Text("capabilities: " + " ".join(literal(c) for c in result.capabilities)))

@@ -3,6 +3,7 @@
 Everything shown came from mail: it is rendered literally (``text.literal`` in
 a rich ``Text``), never as markup, so a subject cannot style or hijack the terminal.
 """
+
 from __future__ import annotations
 
 import json
@@ -43,18 +44,33 @@ def _iso(value) -> str | None:
 def to_dict(message: Message, attachments: list[Attachment], detail: bool = False) -> dict[str, Any]:
     """The stable JSON shape of a message."""
     data = {
-        "id": message.id, "mailbox_id": message.mailbox_id, "folder": message.folder, "uid": message.uid,
-        "uidvalidity": message.uidvalidity, "message_id": message.message_id, "subject": message.subject,
-        "from": message.from_addr, "to": message.to_addrs, "date": _iso(message.date), "size": message.size,
-        "sha256": message.sha256, "skipped_reason": message.skipped_reason,
-        "attachments": [{"id": a.id, "filename": a.filename, "content_type": a.content_type, "size": a.size,
-                         "sha256": a.sha256} for a in attachments],
-        "created_at": _iso(message.created_at), "dispatched_at": _iso(message.dispatched_at),
+        "id": message.id,
+        "mailbox_id": message.mailbox_id,
+        "folder": message.folder,
+        "uid": message.uid,
+        "uidvalidity": message.uidvalidity,
+        "message_id": message.message_id,
+        "subject": message.subject,
+        "from": message.from_addr,
+        "to": message.to_addrs,
+        "date": _iso(message.date),
+        "size": message.size,
+        "sha256": message.sha256,
+        "skipped_reason": message.skipped_reason,
+        "attachments": [
+            {"id": a.id, "filename": a.filename, "content_type": a.content_type, "size": a.size, "sha256": a.sha256} for a in attachments
+        ],
+        "created_at": _iso(message.created_at),
+        "dispatched_at": _iso(message.dispatched_at),
     }
     if detail:
-        data.update(cc=message.cc_addrs, in_reply_to=message.in_reply_to, references=message.references,
-                    preview=message.preview,
-                    parse_defects=json.loads(message.parse_defects) if message.parse_defects else [])
+        data.update(
+            cc=message.cc_addrs,
+            in_reply_to=message.in_reply_to,
+            references=message.references,
+            preview=message.preview,
+            parse_defects=json.loads(message.parse_defects) if message.parse_defects else [],
+        )
     return data
 
 
@@ -84,10 +100,17 @@ def list_messages(args) -> int:
         return 0
     table = Table("id", "mailbox", "folder", "uid", "date", "from", "subject", "size", "att", box=None)
     for m in messages:
-        table.add_row(str(m.id), str(m.mailbox_id), Text(literal(m.folder, 30)), str(m.uid),
-                      m.date.strftime("%Y-%m-%d %H:%M") if m.date else "",
-                      Text(literal(m.from_addr, 40)), Text(literal(m.subject or "(no subject)", 60)),
-                      "skipped" if m.skipped_reason else str(m.size), str(len(attachments[m.id])))
+        table.add_row(
+            str(m.id),
+            str(m.mailbox_id),
+            Text(literal(m.folder, 30)),
+            str(m.uid),
+            m.date.strftime("%Y-%m-%d %H:%M") if m.date else "",
+            Text(literal(m.from_addr, 40)),
+            Text(literal(m.subject or "(no subject)", 60)),
+            "skipped" if m.skipped_reason else str(m.size),
+            str(len(attachments[m.id])),
+        )
     out.print(table)
     return 0
 
@@ -109,8 +132,9 @@ def show_message(args) -> int:
             continue
         table.add_row(key, Text(literal(value)))
     for att in data["attachments"]:
-        table.add_row("attachment", Text(literal(f"{att['filename'] or '(unnamed)'}  {att['content_type']}  "
-                                                 f"{att['size']} bytes  {att['sha256']}")))
+        table.add_row(
+            "attachment", Text(literal(f"{att['filename'] or '(unnamed)'}  {att['content_type']}  {att['size']} bytes  {att['sha256']}"))
+        )
     for defect in data["parse_defects"]:
         table.add_row("parse defect", Text(literal(defect)))
     out.print(table)

@@ -1,4 +1,5 @@
 """``mailq poll (ID... | --all) [--wait]`` and ``mailq poll ID --inline``."""
+
 from __future__ import annotations
 
 from rich.text import Text
@@ -57,8 +58,10 @@ def _inline(settings, targets: list[Mailbox], as_json: bool) -> int:
         results.append(result)
         failed = failed or result.outcome in ("error", "auth_error")
         if not as_json:
-            line = (f"{literal(mailbox.name)}: {result.outcome}, {result.folders_checked} folder(s) checked, "
-                    f"{result.new} new, {result.skipped} skipped, {result.duration_s:.2f}s")
+            line = (
+                f"{literal(mailbox.name)}: {result.outcome}, {result.folders_checked} folder(s) checked, "
+                f"{result.new} new, {result.skipped} skipped, {result.duration_s:.2f}s"
+            )
             if result.error_text:
                 line += f" — {one_line(result.error_text)}"
             out.print(Text(line))

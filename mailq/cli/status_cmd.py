@@ -1,4 +1,5 @@
 """``mailq status [--json]``: mailboxes by health, queues, workers, failed jobs, scheduler."""
+
 from __future__ import annotations
 
 from rich.table import Table
@@ -31,8 +32,7 @@ def status(args) -> int:
     out.print()
     queues = Table("queue", "queued", "started", "scheduled", "deferred", "failed", "finished", box=None)
     for q in data["queues"]:
-        queues.add_row(q["name"], *(str(q[k]) for k in ("queued", "started", "scheduled", "deferred", "failed",
-                                                          "finished")))
+        queues.add_row(q["name"], *(str(q[k]) for k in ("queued", "started", "scheduled", "deferred", "failed", "finished")))
     out.print(queues)
     out.print()
     if data["workers"]:
@@ -40,13 +40,21 @@ def status(args) -> int:
         for w in data["workers"]:
             polling = w["current_mailbox_name"] or w["current_job_id"] or "-"
             age = f"{w['heartbeat_age_s']:.0f}s" if w["heartbeat_age_s"] is not None else "-"
-            workers.add_row(Text(literal(w["name"])), w["state"] + (" (stale)" if w["stale"] else ""),
-                            Text(literal(polling)), age, str(w["successes"]), str(w["failures"]))
+            workers.add_row(
+                Text(literal(w["name"])),
+                w["state"] + (" (stale)" if w["stale"] else ""),
+                Text(literal(polling)),
+                age,
+                str(w["successes"]),
+                str(w["failures"]),
+            )
         out.print(workers)
     else:
         out.print("no workers running: start some with `mailq worker` (or `honcho start -c worker=N`)")
     sched = data["scheduler"]
-    out.print(f"scheduler: {'running' if sched['alive'] else 'NOT RUNNING (start `mailq scheduler`)'}"
-              f"{', last reconcile ' + sched['last_reconcile_at'] if sched['last_reconcile_at'] else ''}")
+    out.print(
+        f"scheduler: {'running' if sched['alive'] else 'NOT RUNNING (start `mailq scheduler`)'}"
+        f"{', last reconcile ' + sched['last_reconcile_at'] if sched['last_reconcile_at'] else ''}"
+    )
     out.print(f"failed jobs: {data['failed']}" + (" (see `mailq failed list`)" if data["failed"] else ""))
     return 0

@@ -4,11 +4,12 @@ Each migration is a module ``mNNNN_name.py`` with ``upgrade(db)``; it only adds
 (tables, columns, indexes) and never drops data. The applied version lives in
 the ``mailq_schema`` table; re-running ``upgrade`` is a no-op.
 """
+
 from __future__ import annotations
 
 import importlib
 import pkgutil
-from typing import Callable
+from collections.abc import Callable
 
 import peewee as pw
 

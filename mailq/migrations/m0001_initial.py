@@ -3,6 +3,7 @@
 The models here are frozen copies of the schema as it was at version 1, so this
 migration creates exactly that schema whatever ``models.py`` says today.
 """
+
 import peewee as pw
 
 from ..models import JSONListField, utcnow

@@ -1,6 +1,7 @@
 """Version 2: parsed headers and preview on messages, UIDNEXT on folders, poll-run detail."""
+
 import peewee as pw
-from playhouse.migrate import migrate, PostgresqlMigrator, SqliteMigrator
+from playhouse.migrate import PostgresqlMigrator, SqliteMigrator, migrate
 
 
 def upgrade(db):

@@ -1,7 +1,8 @@
 """Helpers shared by the operations modules."""
+
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from rq.job import Job, JobStatus
 from rq.registry import (
@@ -25,11 +26,11 @@ SEARCH_SCAN_CAP = 20_000  # failed-job search looks at this many newest jobs at 
 def _naive(value: datetime | None) -> datetime | None:
     if value is None:
         return None
-    return value.astimezone(timezone.utc).replace(tzinfo=None) if value.tzinfo else value
+    return value.astimezone(UTC).replace(tzinfo=None) if value.tzinfo else value
 
 
 def _from_epoch(score: float | None) -> datetime | None:
-    return None if score is None else datetime.fromtimestamp(score, timezone.utc).replace(tzinfo=None)
+    return None if score is None else datetime.fromtimestamp(score, UTC).replace(tzinfo=None)
 
 
 def _names(mailbox_ids: set[int]) -> dict[int, str]:

@@ -1,4 +1,5 @@
 """Failed jobs: a windowed list, detail with traceback, requeue and delete (RQ's failed registries)."""
+
 from __future__ import annotations
 
 import redis
@@ -48,17 +49,22 @@ def _describe_failed(conn: redis.Redis, ids: list[tuple[str, str]], with_traceba
             except Exception:
                 function = "(unreadable job data)"
         mid = _mailbox_of(job)
-        rows.append(FailedJob(
-            id=job_id, queue=queue_name, function=function, mailbox_id=mid, mailbox_name=names.get(mid),
-            error_line=_error_line(exc_text) if job is not None else "job data expired",
-            failed_at=_naive(job.ended_at) if job is not None else None,
-            traceback=exc_text if with_traceback else None,
-        ))
+        rows.append(
+            FailedJob(
+                id=job_id,
+                queue=queue_name,
+                function=function,
+                mailbox_id=mid,
+                mailbox_name=names.get(mid),
+                error_line=_error_line(exc_text) if job is not None else "job data expired",
+                failed_at=_naive(job.ended_at) if job is not None else None,
+                traceback=exc_text if with_traceback else None,
+            )
+        )
     return rows
 
 
-def failed_jobs(settings: Settings, offset: int = 0, limit: int = 100,
-                search: str | None = None) -> tuple[list[FailedJob], int]:
+def failed_jobs(settings: Settings, offset: int = 0, limit: int = 100, search: str | None = None) -> tuple[list[FailedJob], int]:
     """A page of failed jobs (newest first per queue, queues in worker order) and the total.
 
     Only the page's ids are read (ZRANGE windows) and only the page's jobs are
@@ -118,7 +124,7 @@ def _search_failed(conn, registries, needle: str, offset: int, limit: int) -> tu
                 hay = " ".join(str(v) for v in (row.id, row.function, row.error_line, row.mailbox_name) if v).lower()
                 if needle in hay:
                     matches.append(row)
-    return matches[offset:offset + limit], len(matches)
+    return matches[offset : offset + limit], len(matches)
 
 
 def _locate_failed(conn: redis.Redis, job_ids: list[str]) -> dict[str, FailedJobRegistry]:
@@ -131,7 +137,7 @@ def _locate_failed(conn: redis.Redis, job_ids: list[str]) -> dict[str, FailedJob
     scores = pipe.execute()
     found, missing = {}, []
     for i, job_id in enumerate(job_ids):
-        hits = [r for r, s in zip(registries, scores[i * len(registries):(i + 1) * len(registries)]) if s is not None]
+        hits = [r for r, s in zip(registries, scores[i * len(registries) : (i + 1) * len(registries)]) if s is not None]
         if hits:
             found[job_id] = hits[0]
         else:

@@ -1,7 +1,8 @@
 """Queues, workers and the recurring polls as operators see them."""
+
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from rq.job import Job
 from rq.worker import Worker
@@ -33,7 +34,7 @@ def queue_stats(settings: Settings) -> list[QueueStats]:
         values = pipe.execute()
     stats = []
     for i, name in enumerate(QUEUE_NAMES):
-        queued, started, scheduled, deferred, failed, finished = values[i * 6:(i + 1) * 6]
+        queued, started, scheduled, deferred, failed, finished = values[i * 6 : (i + 1) * 6]
         stats.append(QueueStats(name, queued, started, scheduled, deferred, failed, finished))
     return stats
 
@@ -41,7 +42,7 @@ def queue_stats(settings: Settings) -> list[QueueStats]:
 def workers(settings: Settings) -> list[WorkerInfo]:
     """Registered RQ workers (any, not just mailq's), with the mailbox each one is polling."""
     conn = connect(settings)
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     with errors_as_queue(settings):
         found = Worker.all(connection=conn)
         current_ids = [w.get_current_job_id() for w in found]
@@ -53,20 +54,27 @@ def workers(settings: Settings) -> list[WorkerInfo]:
     for w, job_id in zip(found, current_ids):
         state = str(getattr(w.get_state(), "value", w.get_state()))
         beat = w.last_heartbeat
-        age = (now - beat.astimezone(timezone.utc)).total_seconds() if beat else None
+        age = (now - beat.astimezone(UTC)).total_seconds() if beat else None
         mid = _mailbox_of(by_id.get(job_id)) if job_id else None
-        result.append(WorkerInfo(
-            name=w.name, hostname=w.hostname or "", pid=w.pid, state=state, queues=w.queue_names(),
-            current_job_id=job_id, current_mailbox_id=mid, current_mailbox_name=names.get(mid) if mid else None,
-            heartbeat_at=_naive(beat), heartbeat_age_s=age,
-            stale=age is not None and age > (STALE_BUSY_S if state == "busy" else STALE_IDLE_S),
-            successes=w.successful_job_count or 0, failures=w.failed_job_count or 0,
-        ))
+        result.append(
+            WorkerInfo(
+                name=w.name,
+                hostname=w.hostname or "",
+                pid=w.pid,
+                state=state,
+                queues=w.queue_names(),
+                current_job_id=job_id,
+                current_mailbox_id=mid,
+                current_mailbox_name=names.get(mid) if mid else None,
+                heartbeat_at=_naive(beat),
+                heartbeat_age_s=age,
+                stale=age is not None and age > (STALE_BUSY_S if state == "busy" else STALE_IDLE_S),
+                successes=w.successful_job_count or 0,
+                failures=w.failed_job_count or 0,
+            )
+        )
     result.sort(key=lambda w: w.name)
     return result
-
-
-
 
 
 def scheduled_polls(settings: Settings, offset: int = 0, limit: int = 500) -> tuple[list[ScheduledPoll], int]:
@@ -76,8 +84,10 @@ def scheduled_polls(settings: Settings, offset: int = 0, limit: int = 500) -> tu
         entries = schedule.entries(conn, offset, offset + limit - 1)
         total = schedule.count(conn)
     names = _names({e.mailbox_id for e in entries})
-    return [ScheduledPoll(schedule.job_id(e.mailbox_id), e.mailbox_id, names.get(e.mailbox_id), e.interval,
-                          _from_epoch(e.next_run)) for e in entries], total
+    return [
+        ScheduledPoll(schedule.job_id(e.mailbox_id), e.mailbox_id, names.get(e.mailbox_id), e.interval, _from_epoch(e.next_run))
+        for e in entries
+    ], total
 
 
 def schedule_diff(settings: Settings) -> ScheduleDiff:

@@ -1,4 +1,5 @@
 """Mailbox rows and detail for the console, and the operator's actions on mailboxes."""
+
 from __future__ import annotations
 
 import time
@@ -21,9 +22,12 @@ from .types import MailboxRow, PollRunRow
 def _new_since(mailbox_ids: list[int], since: datetime) -> dict[int, int]:
     if not mailbox_ids:
         return {}
-    rows = (Message.select(Message.mailbox, pw.fn.COUNT(Message.id).alias("n"))
-            .where(Message.mailbox.in_(mailbox_ids) & (Message.created_at >= since))
-            .group_by(Message.mailbox).tuples())
+    rows = (
+        Message.select(Message.mailbox, pw.fn.COUNT(Message.id).alias("n"))
+        .where(Message.mailbox.in_(mailbox_ids) & (Message.created_at >= since))
+        .group_by(Message.mailbox)
+        .tuples()
+    )
     return {mid: n for mid, n in rows}
 
 
@@ -34,14 +38,15 @@ def _safe_next_runs(settings: Settings, ids: list[int]) -> dict[int, datetime]:
         return {}  # Redis down: the rows still draw, without next runs
 
 
-def mailbox_rows(settings: Settings, offset: int = 0, limit: int = 200, text: str | None = None,
-                 state: str | None = None) -> tuple[list[MailboxRow], int]:
+def mailbox_rows(
+    settings: Settings, offset: int = 0, limit: int = 200, text: str | None = None, state: str | None = None
+) -> tuple[list[MailboxRow], int]:
     """A page of mailboxes (by id) with health and next run, and the total matching."""
     with errors_as_mailq():
         query = Mailbox.select()
         if text:
             pattern = f"%{text}%"
-            query = query.where((Mailbox.name ** pattern) | (Mailbox.host ** pattern) | (Mailbox.username ** pattern))
+            query = query.where((Mailbox.name**pattern) | (Mailbox.host**pattern) | (Mailbox.username**pattern))
         if state == "paused":
             query = query.where(Mailbox.paused == True)  # noqa: E712
         elif state:
@@ -51,8 +56,21 @@ def mailbox_rows(settings: Settings, offset: int = 0, limit: int = 200, text: st
         today = utcnow().replace(hour=0, minute=0, second=0, microsecond=0)
         new_today = _new_since([m.id for m in page], today)
     runs = _safe_next_runs(settings, [m.id for m in page])
-    rows = [MailboxRow(m.id, m.name, m.host, m.display_state, m.last_poll_at, m.last_success_at, runs.get(m.id),
-                       new_today.get(m.id, 0), m.consecutive_failures, m.last_error) for m in page]
+    rows = [
+        MailboxRow(
+            m.id,
+            m.name,
+            m.host,
+            m.display_state,
+            m.last_poll_at,
+            m.last_success_at,
+            runs.get(m.id),
+            new_today.get(m.id, 0),
+            m.consecutive_failures,
+            m.last_error,
+        )
+        for m in page
+    ]
     return rows, total
 
 
@@ -67,13 +85,10 @@ def mailbox_detail(settings: Settings, mailbox_id: int) -> tuple[dict, list[Poll
     except redis.exceptions.RedisError:
         info["poll_job"] = None
     with errors_as_mailq():
-        rows = list(PollRun.select().where(PollRun.mailbox == mailbox.id)
-                    .order_by(PollRun.started_at.desc(), PollRun.id.desc()).limit(50))
-    return info, [PollRunRow(r.id, r.started_at, r.finished_at, r.outcome, r.new_count, r.skipped_count,
-                             r.error_class, r.error_text) for r in rows]
-
-
-
+        rows = list(PollRun.select().where(PollRun.mailbox == mailbox.id).order_by(PollRun.started_at.desc(), PollRun.id.desc()).limit(50))
+    return info, [
+        PollRunRow(r.id, r.started_at, r.finished_at, r.outcome, r.new_count, r.skipped_count, r.error_class, r.error_text) for r in rows
+    ]
 
 
 def poll_now(settings: Settings, mailbox_ids: list[int], wait: bool = False, timeout: float = 300) -> list[str]:
@@ -108,8 +123,7 @@ def wait_for_jobs(settings: Settings, job_ids: list[str], timeout: float) -> Non
         if not pending:
             return
         if time.monotonic() > deadline:
-            raise QueueError(f"timed out after {timeout:g}s waiting for {len(pending)} poll(s): "
-                             "are workers running? (`mailq status`)")
+            raise QueueError(f"timed out after {timeout:g}s waiting for {len(pending)} poll(s): are workers running? (`mailq status`)")
         time.sleep(delay)
         delay = min(delay * 1.5, 0.5)
 

@@ -1,4 +1,5 @@
 """The overview (console) and ``mailq status``: everything at a glance, degrading when a service is down."""
+
 from __future__ import annotations
 
 from dataclasses import asdict
@@ -22,8 +23,9 @@ from .types import Overview, QueueStats, WorkerInfo
 def _state_counts() -> dict[str, int]:
     states = {"ok": 0, "failing": 0, "auth_error": 0, "paused": 0}
     with errors_as_mailq():
-        for paused, state, n in (Mailbox.select(Mailbox.paused, Mailbox.state, pw.fn.COUNT(Mailbox.id))
-                                 .group_by(Mailbox.paused, Mailbox.state).tuples()):
+        for paused, state, n in (
+            Mailbox.select(Mailbox.paused, Mailbox.state, pw.fn.COUNT(Mailbox.id)).group_by(Mailbox.paused, Mailbox.state).tuples()
+        ):
             key = "paused" if paused else state
             states[key] = states.get(key, 0) + n
     return states
@@ -37,8 +39,7 @@ def _ingest_per_minute(now: datetime) -> list[int]:
     else:
         bucket = pw.fn.strftime("%Y-%m-%d %H:%M", Message.created_at)
     with errors_as_mailq():
-        rows = (Message.select(bucket.alias("m"), pw.fn.COUNT(Message.id))
-                .where(Message.created_at >= start).group_by(bucket).tuples())
+        rows = Message.select(bucket.alias("m"), pw.fn.COUNT(Message.id)).where(Message.created_at >= start).group_by(bucket).tuples()
         counts = [0] * 60
         for minute, n in rows:
             if isinstance(minute, str):
@@ -70,18 +71,23 @@ def overview(settings: Settings) -> Overview:
         with errors_as_queue(settings):
             alive, reconciled = liveness(connect(settings))
     except (MailqError, redis.exceptions.RedisError) as exc:
-        if isinstance(exc, QueueError) or isinstance(exc, redis.exceptions.RedisError):
+        if isinstance(exc, (QueueError, redis.exceptions.RedisError)):
             redis_error = str(exc)
         else:
             database_error = database_error or str(exc)
     return Overview(
-        states=states, queues=queues,
+        states=states,
+        queues=queues,
         workers_online=sum(1 for w in worker_list if not w.stale),
         workers_busy=sum(1 for w in worker_list if w.state == "busy" and not w.stale),
         workers_stale=sum(1 for w in worker_list if w.stale),
-        failed_total=sum(q.failed for q in queues), ingested_last_hour=sum(per_minute),
-        ingest_per_minute=per_minute, scheduler_alive=alive is not None, scheduler_last_reconcile_at=reconciled,
-        redis_error=redis_error, database_error=database_error,
+        failed_total=sum(q.failed for q in queues),
+        ingested_last_hour=sum(per_minute),
+        ingest_per_minute=per_minute,
+        scheduler_alive=alive is not None,
+        scheduler_last_reconcile_at=reconciled,
+        redis_error=redis_error,
+        database_error=database_error,
     )
 
 
@@ -103,6 +109,5 @@ def status(settings: Settings) -> dict[str, Any]:
         "queues": [asdict(q) for q in queues],
         "workers": [{**asdict(w), "heartbeat_at": _iso(w.heartbeat_at)} for w in worker_list],
         "failed": sum(q.failed for q in queues),
-        "scheduler": {"alive": alive is not None, "name": alive.get("name") if alive else None,
-                      "last_reconcile_at": _iso(reconciled)},
+        "scheduler": {"alive": alive is not None, "name": alive.get("name") if alive else None, "last_reconcile_at": _iso(reconciled)},
     }

@@ -1,4 +1,5 @@
 """The read models the CLI and the console render."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field

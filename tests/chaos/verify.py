@@ -10,6 +10,7 @@ sha256 of the raw bytes) and compared with the message rows and the blob store:
 - duplicated: rows beyond the number of copies the server holds of that content;
 - extra: rows whose content is nowhere on the server.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -38,7 +39,7 @@ class Verdict:
     lost_detail: list[str] = field(default_factory=list)
     dup_detail: list[str] = field(default_factory=list)
 
-    def add(self, other: "Verdict") -> None:
+    def add(self, other: Verdict) -> None:
         for name in ("messages", "stored", "lost", "duplicated", "extra", "rekeyed", "mismatched", "blob_bad", "skipped"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.lost_detail.extend(other.lost_detail[:20])
@@ -54,7 +55,7 @@ def server_messages(port: int, user: str, password: str, folder: str = "INBOX") 
         uids = sorted(client.search(["ALL"]))
         found: list[tuple[int, bytes]] = []
         for i in range(0, len(uids), FETCH_CHUNK):
-            chunk = uids[i:i + FETCH_CHUNK]
+            chunk = uids[i : i + FETCH_CHUNK]
             data = client.fetch(chunk, ["BODY.PEEK[]"])
             for uid in chunk:
                 found.append((uid, data[uid][b"BODY[]"]))
@@ -64,8 +65,9 @@ def server_messages(port: int, user: str, password: str, folder: str = "INBOX") 
 
 def db_rows(mailbox_id: int, folder: str = "INBOX") -> list[tuple[int, int, str | None]]:
     cursor = db.database.execute_sql(
-        "SELECT uidvalidity, uid, sha256 FROM message WHERE mailbox_id = %d AND folder = %s"
-        % (int(mailbox_id), db.database.param), (folder,))
+        "SELECT uidvalidity, uid, sha256 FROM message WHERE mailbox_id = %d AND folder = %s" % (int(mailbox_id), db.database.param),
+        (folder,),
+    )
     return [(int(uv), int(uid), sha) for uv, uid, sha in cursor.fetchall()]
 
 
@@ -119,7 +121,6 @@ def verify_farm(farm, users: list[str] | None = None) -> Verdict:
     total = Verdict()
     db.close()
     for user in users or list(farm.passwords):
-        total.add(verify_mailbox(farm.settings, farm.dovecot.imap_port, user, farm.passwords[user],
-                                 farm.mailbox_ids[user]))
+        total.add(verify_mailbox(farm.settings, farm.dovecot.imap_port, user, farm.passwords[user], farm.mailbox_ids[user]))
     db.close()
     return total

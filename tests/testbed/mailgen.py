@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 import math
 import random
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 DEFAULT_MAX_BYTES = 4 * 1024 * 1024
 """Largest message make_messages() produces unless told otherwise."""
@@ -19,24 +19,97 @@ DEFAULT_MAX_BYTES = 4 * 1024 * 1024
 SIZE_CLASSES = {"small": 0.94, "medium": 0.055, "large": 0.005}
 """Share of each size class: small 2-50 KB, medium 100 KB-1 MB, large 1 MB-max."""
 
-_WORDS = (
-    "invoice meeting report quarterly budget review please find attached the latest "
-    "draft schedule update project team customer order shipment delivery thanks regards "
-    "we need your approval before friday next week status numbers revenue forecast "
-    "contract renewal support ticket issue resolved follow up call agenda minutes "
-    "summary action items deadline office travel expenses receipt payment overdue"
-).split()
-_NAMES = ["Alice Martin", "Bob Chen", "Chloé Dubois", "David Okafor", "Eva Novák", "Frank Müller",
-          "Grace Kim", "Hiro Tanaka", "Ingrid Olsen", "José García", "Karin Svensson", "Liam Byrne"]
+_WORDS = [
+    "invoice",
+    "meeting",
+    "report",
+    "quarterly",
+    "budget",
+    "review",
+    "please",
+    "find",
+    "attached",
+    "the",
+    "latest",
+    "draft",
+    "schedule",
+    "update",
+    "project",
+    "team",
+    "customer",
+    "order",
+    "shipment",
+    "delivery",
+    "thanks",
+    "regards",
+    "we",
+    "need",
+    "your",
+    "approval",
+    "before",
+    "friday",
+    "next",
+    "week",
+    "status",
+    "numbers",
+    "revenue",
+    "forecast",
+    "contract",
+    "renewal",
+    "support",
+    "ticket",
+    "issue",
+    "resolved",
+    "follow",
+    "up",
+    "call",
+    "agenda",
+    "minutes",
+    "summary",
+    "action",
+    "items",
+    "deadline",
+    "office",
+    "travel",
+    "expenses",
+    "receipt",
+    "payment",
+    "overdue",
+]
+_NAMES = [
+    "Alice Martin",
+    "Bob Chen",
+    "Chloé Dubois",
+    "David Okafor",
+    "Eva Novák",
+    "Frank Müller",
+    "Grace Kim",
+    "Hiro Tanaka",
+    "Ingrid Olsen",
+    "José García",
+    "Karin Svensson",
+    "Liam Byrne",
+]
 _DOMAINS = ["example.com", "example.org", "acme.test", "corp.example", "mail.example.net"]
-_SUBJECTS = ["Quarterly report", "Meeting notes", "Invoice {n}", "Re: project status",
-             "Fwd: contract draft", "Order {n} shipped", "Agenda for Monday", "Expense receipt {n}"]
-_UNICODE_SUBJECTS = ["Réunion de lundi", "Angebot für Ihr Büro {n}", "Счёт №{n}", "会議の議事録",
-                     "Café ☕ on Friday", "Ñandú report {n}"]
-_ATTACHMENTS = [("application/pdf", "pdf", b"%PDF-1.4\n"), ("image/png", "png", b"\x89PNG\r\n\x1a\n"),
-                ("image/jpeg", "jpg", b"\xff\xd8\xff\xe0"), ("application/octet-stream", "bin", b""),
-                ("application/zip", "zip", b"PK\x03\x04")]
-_EPOCH = datetime(2024, 1, 1, 8, 0, tzinfo=timezone.utc)
+_SUBJECTS = [
+    "Quarterly report",
+    "Meeting notes",
+    "Invoice {n}",
+    "Re: project status",
+    "Fwd: contract draft",
+    "Order {n} shipped",
+    "Agenda for Monday",
+    "Expense receipt {n}",
+]
+_UNICODE_SUBJECTS = ["Réunion de lundi", "Angebot für Ihr Büro {n}", "Счёт №{n}", "会議の議事録", "Café ☕ on Friday", "Ñandú report {n}"]
+_ATTACHMENTS = [
+    ("application/pdf", "pdf", b"%PDF-1.4\n"),
+    ("image/png", "png", b"\x89PNG\r\n\x1a\n"),
+    ("image/jpeg", "jpg", b"\xff\xd8\xff\xe0"),
+    ("application/octet-stream", "bin", b""),
+    ("application/zip", "zip", b"PK\x03\x04"),
+]
+_EPOCH = datetime(2024, 1, 1, 8, 0, tzinfo=UTC)
 
 
 def _build_corpus() -> list[bytes]:
@@ -75,8 +148,7 @@ def _address(rng: random.Random) -> str:
 
 
 def _target_size(rng: random.Random, size_class: str, max_bytes: int) -> int:
-    low, high = {"small": (2_000, 50_000), "medium": (100_000, 1_000_000),
-                 "large": (1_000_000, max_bytes)}[size_class]
+    low, high = {"small": (2_000, 50_000), "medium": (100_000, 1_000_000), "large": (1_000_000, max_bytes)}[size_class]
     high = max(min(high, max_bytes), 1_000)
     low = min(low, high)
     return int(math.exp(rng.uniform(math.log(low), math.log(high))))
@@ -86,9 +158,14 @@ def _headers(rng: random.Random, index: int, token: str) -> list[str]:
     date = _EPOCH + timedelta(minutes=index * 7 + rng.randrange(7))
     subject = rng.choice(_UNICODE_SUBJECTS if rng.random() < 0.2 else _SUBJECTS).format(n=1000 + index)
     subject = subject if subject.isascii() else _encoded_word(subject)
-    return [f"From: {_address(rng)}", f"To: {_address(rng)}",
-            f"Date: {date.strftime('%a, %d %b %Y %H:%M:%S +0000')}", f"Subject: {subject}",
-            f"Message-ID: <{token}.{index}@mailgen.example>", "MIME-Version: 1.0"]
+    return [
+        f"From: {_address(rng)}",
+        f"To: {_address(rng)}",
+        f"Date: {date.strftime('%a, %d %b %Y %H:%M:%S +0000')}",
+        f"Subject: {subject}",
+        f"Message-ID: <{token}.{index}@mailgen.example>",
+        "MIME-Version: 1.0",
+    ]
 
 
 def _part(content_type: str, body: bytes, extra: str = "") -> bytes:
@@ -97,11 +174,12 @@ def _part(content_type: str, body: bytes, extra: str = "") -> bytes:
 
 def _attachment(rng: random.Random, size: int) -> bytes:
     ctype, ext, magic = rng.choice(_ATTACHMENTS)
-    data = (magic + rng.randbytes(max(size - len(magic), 0)))[:max(size, len(magic))]
+    data = (magic + rng.randbytes(max(size - len(magic), 0)))[: max(size, len(magic))]
     encoded = base64.encodebytes(data).replace(b"\n", b"\r\n")
     name = f"document-{rng.randrange(10_000):04d}.{ext}"
-    return _part(f'{ctype}; name="{name}"', encoded,
-                 f'Content-Transfer-Encoding: base64\r\nContent-Disposition: attachment; filename="{name}"\r\n')
+    return _part(
+        f'{ctype}; name="{name}"', encoded, f'Content-Transfer-Encoding: base64\r\nContent-Disposition: attachment; filename="{name}"\r\n'
+    )
 
 
 def _multipart(rng: random.Random, subtype: str, parts: list[bytes]) -> tuple[str, bytes]:
@@ -110,8 +188,7 @@ def _multipart(rng: random.Random, subtype: str, parts: list[bytes]) -> tuple[st
     return f'multipart/{subtype}; boundary="{boundary}"', body + f"--{boundary}--\r\n".encode()
 
 
-def make_message(rng: random.Random, index: int, size_class: str | None = None,
-                 max_bytes: int = DEFAULT_MAX_BYTES) -> bytes:
+def make_message(rng: random.Random, index: int, size_class: str | None = None, max_bytes: int = DEFAULT_MAX_BYTES) -> bytes:
     """One message; the kind (plain, html+text, with attachments) and size come from rng.
 
     `size_class` is "small", "medium" or "large" (None: drawn with SIZE_CLASSES

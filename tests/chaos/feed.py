@@ -4,6 +4,7 @@ Every delivered message is unique (an `X-Chaos-Seq` header) and recorded with
 its sha256 and delivery time, so the watcher can tell when each one reached
 the database: that gives latencies and "caught up" times without guessing.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -15,8 +16,8 @@ from dataclasses import dataclass
 import peewee
 
 from mailq import db
-from mailq.testbed.dovecot import Dovecot
-from mailq.testbed.mailgen import make_message
+from tests.testbed.dovecot import Dovecot
+from tests.testbed.mailgen import make_message
 
 POOL = 64
 """Distinct generated bodies; each delivery gets a unique header on top of one of them."""
@@ -60,7 +61,7 @@ class Feeder:
             self.deliveries.extend(batch)
         return batch
 
-    def start(self) -> "Feeder":
+    def start(self) -> Feeder:
         self._thread = threading.Thread(target=self._run, name="chaos-feeder", daemon=True)
         self._thread.start()
         return self
@@ -107,7 +108,7 @@ class Watcher:
         self._thread: threading.Thread | None = None
         self._cond = threading.Condition()
 
-    def start(self) -> "Watcher":
+    def start(self) -> Watcher:
         self._thread = threading.Thread(target=self._run, name="chaos-watcher", daemon=True)
         self._thread.start()
         return self
@@ -136,8 +137,7 @@ class Watcher:
             pass
 
     def poll_once(self) -> None:
-        cursor = db.database.execute_sql(
-            "SELECT id, sha256 FROM message WHERE id > %s ORDER BY id" % int(self.last_id))
+        cursor = db.database.execute_sql("SELECT id, sha256 FROM message WHERE id > %s ORDER BY id" % int(self.last_id))
         rows = cursor.fetchall()
         if not rows:
             return

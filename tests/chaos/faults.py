@@ -3,6 +3,7 @@
 Durations are deliberate fault lengths (how long a server stays down), not
 waits for an event, so they are plain timed waits.
 """
+
 from __future__ import annotations
 
 import re
@@ -13,7 +14,7 @@ import time
 
 import redis
 
-from mailq.chaos.farm import PG_ADMIN_DSN, Farm
+from tests.chaos.farm import PG_ADMIN_DSN, Farm
 
 _hold = threading.Event()  # never set: Event.wait(n) is an interruptible sleep for fault durations
 
@@ -78,9 +79,8 @@ conn.execute("ROLLBACK")
 def database_unavailable(farm: Farm, seconds: float) -> None:
     """SQLite: another process holds a write lock (BEGIN IMMEDIATE). PostgreSQL: connections refused."""
     if farm.db_kind == "sqlite":
-        path = farm.settings.database_url[len("sqlite:///"):]
-        proc = subprocess.Popen([sys.executable, "-c", _LOCKER, path], stdin=subprocess.PIPE,
-                                stdout=subprocess.PIPE, text=True)
+        path = farm.settings.database_url[len("sqlite:///") :]
+        proc = subprocess.Popen([sys.executable, "-c", _LOCKER, path], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         try:
             line = proc.stdout.readline()  # blocks until the lock is held (or the locker died)
             if line.strip() != "locked":
@@ -132,8 +132,7 @@ def queue_lengths(farm: Farm) -> dict[str, int]:
     """Jobs waiting in each RQ queue (a pile-up shows here)."""
     client = redis.Redis.from_url(farm.redis.url)
     try:
-        return {k.decode().removeprefix("rq:queue:"): client.llen(k) for k in client.scan_iter("rq:queue:*")
-                if client.type(k) == b"list"}
+        return {k.decode().removeprefix("rq:queue:"): client.llen(k) for k in client.scan_iter("rq:queue:*") if client.type(k) == b"list"}
     except redis.RedisError:
         return {}
     finally:

@@ -5,21 +5,22 @@ mail is arriving, injects its fault, and returns the recovery times it
 measured: from the fault ending to every message delivered so far being in
 the database. The runner then stops the feed, drains and verifies.
 """
+
 from __future__ import annotations
 
 import random
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from mailq import db
-from mailq.chaos import faults
-from mailq.chaos.farm import Farm
-from mailq.chaos.feed import Feeder, Watcher, percentile
-from mailq.chaos.verify import verify_farm
+from tests.chaos import faults
+from tests.chaos.farm import Farm
+from tests.chaos.feed import Feeder, Watcher, percentile
+from tests.chaos.verify import verify_farm
 
 DRAIN_TIMEOUT = 180.0
 """Seconds the farm gets to store everything after the feed stops."""
@@ -48,10 +49,16 @@ class Result:
     notes: dict = field(default_factory=dict)
 
     def as_json(self) -> dict:
-        return {"scenario": self.scenario, "trials": self.trials, "messages": self.messages, "lost": self.lost,
-                "duplicated": self.duplicated,
-                "recovery_s": None if self.recovery_s is None else round(self.recovery_s, 2),
-                "ok": self.ok, "notes": self.notes}
+        return {
+            "scenario": self.scenario,
+            "trials": self.trials,
+            "messages": self.messages,
+            "lost": self.lost,
+            "duplicated": self.duplicated,
+            "recovery_s": None if self.recovery_s is None else round(self.recovery_s, 2),
+            "ok": self.ok,
+            "notes": self.notes,
+        }
 
 
 class Stuck(Exception):
@@ -82,6 +89,7 @@ class Run:
 
 
 # -- scenarios --------------------------------------------------------------
+
 
 def worker_kill(run: Run) -> list[float]:
     """SIGKILL random workers at random moments (busy ones preferred), restarted by the supervisor."""
@@ -233,15 +241,18 @@ def flood(run: Run) -> list[float]:
     during = [d for d in run.feeder.deliveries if d.user in others and t0 <= d.at <= seen]
     p_before = percentile(run.watcher.latencies(before), 95)
     p_during = percentile(run.watcher.latencies(during), 95)
-    run.notes.update(flood=run.size.flood, flood_drain_s=round(seen - t0, 2),
-                     flood_rate=round(run.size.flood / max(seen - t0, 1e-6), 1),
-                     p95_before_s=p_before and round(p_before, 2), p95_during_s=p_during and round(p_during, 2),
-                     others=len(others))
+    run.notes.update(
+        flood=run.size.flood,
+        flood_drain_s=round(seen - t0, 2),
+        flood_rate=round(run.size.flood / max(seen - t0, 1e-6), 1),
+        p95_before_s=p_before and round(p_before, 2),
+        p95_during_s=p_during and round(p_during, 2),
+        others=len(others),
+    )
     return [seen - t0]
 
 
-MIX_FAULTS = ["worker-kill", "scheduler-kill", "redis-flush", "redis-restart", "dovecot-down", "uidvalidity",
-              "db-unavailable"]
+MIX_FAULTS = ["worker-kill", "scheduler-kill", "redis-flush", "redis-restart", "dovecot-down", "uidvalidity", "db-unavailable"]
 
 
 def mix(run: Run) -> list[float]:
@@ -288,9 +299,12 @@ def max_poll_gap() -> float | None:
     try:
         last: dict[int, object] = {}
         worst = 0.0
-        for mailbox_id, started in (PollRun.select(PollRun.mailbox, PollRun.started_at)
-                                    .where(PollRun.outcome != "auth_error")
-                                    .order_by(PollRun.mailbox, PollRun.started_at).tuples()):
+        for mailbox_id, started in (
+            PollRun.select(PollRun.mailbox, PollRun.started_at)
+            .where(PollRun.outcome != "auth_error")
+            .order_by(PollRun.mailbox, PollRun.started_at)
+            .tuples()
+        ):
             if mailbox_id in last:
                 worst = max(worst, (started - last[mailbox_id]).total_seconds())
             last[mailbox_id] = started
@@ -319,37 +333,102 @@ class Scenario:
     doc: str = ""
 
 
-SCENARIOS: dict[str, Scenario] = {s.name: s for s in [
-    Scenario("worker-kill", worker_kill, Size(mailboxes=20, rate=20, trials=20, workers=4),
-             Size(mailboxes=8, rate=12, trials=6), doc="SIGKILL random workers at random moments, restarted"),
-    Scenario("scheduler-kill", scheduler_kill, Size(mailboxes=20, rate=20, trials=5),
-             Size(mailboxes=8, rate=12, trials=2), doc="SIGKILL the scheduler, restart after 1-4 s"),
-    Scenario("two-schedulers", two_schedulers, Size(mailboxes=20, rate=20, trials=3, fault_s=20),
-             Size(mailboxes=8, rate=12, trials=1, fault_s=5), schedulers=2,
-             doc="two schedulers at once, then SIGKILL one"),
-    Scenario("redis-flush", redis_flush, Size(mailboxes=20, rate=20, trials=5),
-             Size(mailboxes=8, rate=12, trials=2), doc="FLUSHDB on the farm's Redis"),
-    Scenario("redis-restart", redis_restart, Size(mailboxes=20, rate=20, trials=3, fault_s=10),
-             Size(mailboxes=8, rate=12, trials=1, fault_s=3), doc="redis-server stopped, then started empty"),
-    Scenario("dovecot-down", dovecot_down, Size(mailboxes=20, rate=20, trials=2, fault_s=30),
-             Size(mailboxes=8, rate=12, trials=1, fault_s=5), doc="the IMAP server stopped for a while"),
-    Scenario("uidvalidity", uidvalidity, Size(mailboxes=20, rate=20, trials=8),
-             Size(mailboxes=8, rate=12, trials=4), doc="new UIDVALIDITY (UIDs kept / renumbered) mid-run"),
-    Scenario("db-unavailable", db_unavailable, Size(mailboxes=20, rate=20, trials=2, fault_s=45),
-             Size(mailboxes=8, rate=12, trials=1, fault_s=8),
-             doc="SQLite write lock held / PostgreSQL refusing connections"),
-    Scenario("password-change", password_change, Size(mailboxes=20, rate=20),
-             Size(mailboxes=6, rate=10), doc="a password changed on the server mid-run"),
-    Scenario("flood", flood, Size(mailboxes=99, rate=20, flood=10_000, workers=4, interval=5, fault_s=20),
-             Size(mailboxes=19, rate=10, flood=2_000, workers=3, interval=3, fault_s=6),
-             doc="10,000 new messages in one mailbox while 99 others keep their latency"),
-    Scenario("mix", mix, Size(mailboxes=20, rate=20, trials=10, fault_s=8),
-             Size(mailboxes=8, rate=12, trials=4, fault_s=4), doc="a seeded random mix of the faults above"),
-]}
+SCENARIOS: dict[str, Scenario] = {
+    s.name: s
+    for s in [
+        Scenario(
+            "worker-kill",
+            worker_kill,
+            Size(mailboxes=20, rate=20, trials=20, workers=4),
+            Size(mailboxes=8, rate=12, trials=6),
+            doc="SIGKILL random workers at random moments, restarted",
+        ),
+        Scenario(
+            "scheduler-kill",
+            scheduler_kill,
+            Size(mailboxes=20, rate=20, trials=5),
+            Size(mailboxes=8, rate=12, trials=2),
+            doc="SIGKILL the scheduler, restart after 1-4 s",
+        ),
+        Scenario(
+            "two-schedulers",
+            two_schedulers,
+            Size(mailboxes=20, rate=20, trials=3, fault_s=20),
+            Size(mailboxes=8, rate=12, trials=1, fault_s=5),
+            schedulers=2,
+            doc="two schedulers at once, then SIGKILL one",
+        ),
+        Scenario(
+            "redis-flush",
+            redis_flush,
+            Size(mailboxes=20, rate=20, trials=5),
+            Size(mailboxes=8, rate=12, trials=2),
+            doc="FLUSHDB on the farm's Redis",
+        ),
+        Scenario(
+            "redis-restart",
+            redis_restart,
+            Size(mailboxes=20, rate=20, trials=3, fault_s=10),
+            Size(mailboxes=8, rate=12, trials=1, fault_s=3),
+            doc="redis-server stopped, then started empty",
+        ),
+        Scenario(
+            "dovecot-down",
+            dovecot_down,
+            Size(mailboxes=20, rate=20, trials=2, fault_s=30),
+            Size(mailboxes=8, rate=12, trials=1, fault_s=5),
+            doc="the IMAP server stopped for a while",
+        ),
+        Scenario(
+            "uidvalidity",
+            uidvalidity,
+            Size(mailboxes=20, rate=20, trials=8),
+            Size(mailboxes=8, rate=12, trials=4),
+            doc="new UIDVALIDITY (UIDs kept / renumbered) mid-run",
+        ),
+        Scenario(
+            "db-unavailable",
+            db_unavailable,
+            Size(mailboxes=20, rate=20, trials=2, fault_s=45),
+            Size(mailboxes=8, rate=12, trials=1, fault_s=8),
+            doc="SQLite write lock held / PostgreSQL refusing connections",
+        ),
+        Scenario(
+            "password-change",
+            password_change,
+            Size(mailboxes=20, rate=20),
+            Size(mailboxes=6, rate=10),
+            doc="a password changed on the server mid-run",
+        ),
+        Scenario(
+            "flood",
+            flood,
+            Size(mailboxes=99, rate=20, flood=10_000, workers=4, interval=5, fault_s=20),
+            Size(mailboxes=19, rate=10, flood=2_000, workers=3, interval=3, fault_s=6),
+            doc="10,000 new messages in one mailbox while 99 others keep their latency",
+        ),
+        Scenario(
+            "mix",
+            mix,
+            Size(mailboxes=20, rate=20, trials=10, fault_s=8),
+            Size(mailboxes=8, rate=12, trials=4, fault_s=4),
+            doc="a seeded random mix of the faults above",
+        ),
+    ]
+}
 
 
-def run_scenario(name: str, *, quick: bool, seed: int, db_kind: str, root: Path | None = None,
-                 keep: bool = False, log: Callable[[str], None] = print, size: Size | None = None) -> Result:
+def run_scenario(
+    name: str,
+    *,
+    quick: bool,
+    seed: int,
+    db_kind: str,
+    root: Path | None = None,
+    keep: bool = False,
+    log: Callable[[str], None] = print,
+    size: Size | None = None,
+) -> Result:
     """Set up a fresh farm, feed mail, inject the scenario's faults, drain, verify; never leaves a child behind."""
     scenario = SCENARIOS[name]
     size = size or (scenario.quick if quick else scenario.full)
@@ -381,8 +460,12 @@ def run_scenario(name: str, *, quick: bool, seed: int, db_kind: str, root: Path 
                 feeder._stop.set()
                 watcher.stop()
             verdict = verify_farm(farm)
-            notes.update(crashes=farm.supervisor.crashes, kills=farm.supervisor.kills,
-                         db_errors_seen_by_harness=watcher.db_errors, max_poll_gap_s=max_poll_gap())
+            notes.update(
+                crashes=farm.supervisor.crashes,
+                kills=farm.supervisor.kills,
+                db_errors_seen_by_harness=watcher.db_errors,
+                max_poll_gap_s=max_poll_gap(),
+            )
             for label in ("extra", "rekeyed", "mismatched", "blob_bad", "skipped"):
                 if getattr(verdict, label):
                     notes[label] = getattr(verdict, label)
@@ -402,5 +485,6 @@ def run_scenario(name: str, *, quick: bool, seed: int, db_kind: str, root: Path 
         else:
             notes["kept"] = str(base)
     ok = verdict.lost == 0 and verdict.duplicated == 0 and verdict.extra == 0 and "problem" not in notes
-    return Result(name, size.trials, verdict.messages, verdict.lost, verdict.duplicated,
-                  max(recoveries) if recoveries else None, ok=ok, notes=notes)
+    return Result(
+        name, size.trials, verdict.messages, verdict.lost, verdict.duplicated, max(recoveries) if recoveries else None, ok=ok, notes=notes
+    )

@@ -5,6 +5,7 @@ kills an RQ work-horse mid-poll: the "machine died" case. A supervisor thread
 restarts processes that are wanted but dead (Restart=always), after an
 optional hold-down, and counts exits we did not cause (`crashes`).
 """
+
 from __future__ import annotations
 
 import os
@@ -68,9 +69,15 @@ class FarmProcess:
             with open(self.log_path, "ab") as log:
                 log.write(f"\n=== start {self.starts + 1} at {time.time():.3f} ===\n".encode())
                 log.flush()
-                self.proc = subprocess.Popen(self.argv, env=self.env,
-                                             cwd=self.cwd, stdin=subprocess.DEVNULL, stdout=log,
-                                             stderr=subprocess.STDOUT, start_new_session=True)
+                self.proc = subprocess.Popen(
+                    self.argv,
+                    env=self.env,
+                    cwd=self.cwd,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
             self.starts += 1
             self.wanted = True
             self._expect_exit = False

@@ -16,8 +16,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from mailq.testbed.dovecot import Dovecot, DovecotError
-from mailq.testbed.mailgen import DEFAULT_MAX_BYTES, make_messages
+from tests.testbed.dovecot import Dovecot, DovecotError
+from tests.testbed.mailgen import DEFAULT_MAX_BYTES, make_messages
 
 console = Console()
 CSV_HEADER = ["name", "host", "port", "security", "username", "password", "folders", "interval", "priority"]
@@ -81,8 +81,7 @@ def write_csv(path: Path, dovecot: Dovecot, names: list[str]) -> None:
         writer = csv.writer(f)
         writer.writerow(CSV_HEADER)
         for name in names:
-            writer.writerow([name, "127.0.0.1", dovecot.imap_port, "plain", name, password_for(name),
-                             "INBOX", 60, "normal"])
+            writer.writerow([name, "127.0.0.1", dovecot.imap_port, "plain", name, password_for(name), "INBOX", 60, "normal"])
 
 
 def cmd_start(args: argparse.Namespace) -> int:
@@ -99,13 +98,16 @@ def cmd_start(args: argparse.Namespace) -> int:
     dovecot.start()
     injected = _inject(dovecot, names, args.messages, args.seed, args.max_bytes)
     write_csv(root / "mailboxes.csv", dovecot, names)
-    state.update(imap_port=dovecot.imap_port, imaps_port=dovecot.imaps_port, mailboxes=len(dovecot.users()),
-                 messages=args.messages, seed=args.seed)
+    state.update(
+        imap_port=dovecot.imap_port, imaps_port=dovecot.imaps_port, mailboxes=len(dovecot.users()), messages=args.messages, seed=args.seed
+    )
     _save_state(root, state)
     verb = "already running" if was_running else "started"
     console.print(f"[green]dovecot {verb}[/] on 127.0.0.1 imap={dovecot.imap_port} imaps={dovecot.imaps_port}")
-    console.print(f"users: {len(new)} added, {len(names) - len(new)} already there; "
-                  f"messages injected: {injected}" + ("" if injected or not args.messages else " (already populated)"))
+    console.print(
+        f"users: {len(new)} added, {len(names) - len(new)} already there; "
+        f"messages injected: {injected}" + ("" if injected or not args.messages else " (already populated)")
+    )
     console.print(f"accounts: {root / 'mailboxes.csv'}  CA cert: {dovecot.cert_path}")
     return 0
 

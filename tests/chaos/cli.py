@@ -1,4 +1,5 @@
 """`scripts/chaos [--quick] [--seed N] [--db sqlite|postgresql] [--scenario NAME ...] [--json FILE]`."""
+
 from __future__ import annotations
 
 import argparse
@@ -10,19 +11,25 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from mailq.chaos.scenarios import SCENARIOS, Result, run_scenario
+from tests.chaos.scenarios import SCENARIOS, Result, run_scenario
 
 console = Console(highlight=False)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="chaos", description="Fault injection against a private mailq farm: "
-                                "nothing lost, nothing stored twice.")
+    p = argparse.ArgumentParser(
+        prog="chaos", description="Fault injection against a private mailq farm: nothing lost, nothing stored twice."
+    )
     p.add_argument("--quick", action="store_true", help="every scenario at a reduced size (about five minutes)")
     p.add_argument("--seed", type=int, default=0, help="seed for random moments, victims and the mix (default 0)")
     p.add_argument("--db", choices=["sqlite", "postgresql"], default="sqlite", help="database backend")
-    p.add_argument("--scenario", action="append", choices=sorted(SCENARIOS), metavar="NAME",
-                   help=f"run only this scenario (repeatable): {', '.join(SCENARIOS)}")
+    p.add_argument(
+        "--scenario",
+        action="append",
+        choices=sorted(SCENARIOS),
+        metavar="NAME",
+        help=f"run only this scenario (repeatable): {', '.join(SCENARIOS)}",
+    )
     p.add_argument("--json", metavar="FILE", help="write the results as a JSON list")
     p.add_argument("--root", help="directory for the farms' temporary trees (default: the system temp dir)")
     p.add_argument("--keep", action="store_true", help="keep every farm's tree (logs, maildirs, database)")
@@ -36,8 +43,14 @@ def table(results: list[Result], title: str) -> Table:
         t.add_column(col, justify="left" if col == "scenario" else "right", no_wrap=True)
     for r in results:
         style = "green" if r.ok else "red"
-        t.add_row(Text(r.scenario, style=style), str(r.trials), str(r.messages), Text(str(r.lost), style=style),
-                  Text(str(r.duplicated), style=style), "—" if r.recovery_s is None else f"{r.recovery_s:.1f}")
+        t.add_row(
+            Text(r.scenario, style=style),
+            str(r.trials),
+            str(r.messages),
+            Text(str(r.lost), style=style),
+            Text(str(r.duplicated), style=style),
+            "—" if r.recovery_s is None else f"{r.recovery_s:.1f}",
+        )
     return t
 
 
@@ -55,18 +68,28 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     for name in names:
         console.print(Text(f"▶ {name} ({'quick' if args.quick else 'full'}, seed {args.seed}, {args.db})"))
-        result = run_scenario(name, quick=args.quick, seed=args.seed, db_kind=args.db, root=root, keep=args.keep,
-                              log=lambda line: console.print(Text(line), style="dim"))
+        result = run_scenario(
+            name,
+            quick=args.quick,
+            seed=args.seed,
+            db_kind=args.db,
+            root=root,
+            keep=args.keep,
+            log=lambda line: console.print(Text(line), style="dim"),
+        )
         results.append(result)
         mark = "ok" if result.ok else "FAILED"
-        console.print(Text(f"  {mark}: {result.messages} messages, lost {result.lost}, duplicated "
-                           f"{result.duplicated}, {result.notes.get('elapsed_s')}s"
-                           + (f" — {result.notes['problem']}" if "problem" in result.notes else "")))
+        console.print(
+            Text(
+                f"  {mark}: {result.messages} messages, lost {result.lost}, duplicated "
+                f"{result.duplicated}, {result.notes.get('elapsed_s')}s"
+                + (f" — {result.notes['problem']}" if "problem" in result.notes else "")
+            )
+        )
         if args.json:  # written after every scenario, so a long run leaves partial results behind
             Path(args.json).write_text(json.dumps([r.as_json() for r in results], indent=2) + "\n")
     elapsed = time.monotonic() - started
-    console.print(table(results, f"chaos ({'quick' if args.quick else 'full'}, seed {args.seed}, {args.db}, "
-                                 f"{elapsed:.0f}s)"))
+    console.print(table(results, f"chaos ({'quick' if args.quick else 'full'}, seed {args.seed}, {args.db}, {elapsed:.0f}s)"))
     for r in results:
         shown = {k: v for k, v in r.notes.items() if k not in ("logs",)}
         console.print(Text(f"{r.scenario}: {json.dumps(shown, default=str)}"), style="dim" if r.ok else "red")

@@ -1,6 +1,6 @@
 """The chaos harness: run the whole farm privately, inject real faults, prove nothing is lost or stored twice.
 
-`scripts/chaos` (or `python -m mailq.chaos`) runs scenarios; each starts its own
+`scripts/chaos` (or `python -m tests.chaos`) runs scenarios; each starts its own
 redis-server, Dovecot and database, a scheduler and W workers as separate
 processes, feeds mail continuously, injects one kind of fault (or a seeded mix),
 then stops the feed, lets the farm drain and compares every message on the

@@ -8,7 +8,7 @@ append-to-stored latency and check that nothing was lost.
 Messages are dropped into the maildir's ``new/`` like a local delivery agent
 would; Dovecot sees them on the next access to the folder.
 
-Run standalone: ``python -m mailq.testbed.feeder --root var/testbed --rate 0.5``.
+Run standalone: ``python -m tests.testbed.feeder --root var/testbed --rate 0.5``.
 """
 
 from __future__ import annotations
@@ -27,8 +27,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from mailq.testbed.dovecot import Dovecot
-from mailq.testbed.mailgen import make_message
+from tests.testbed.dovecot import Dovecot
+from tests.testbed.mailgen import make_message
 
 DEFAULT_MAX_BYTES = 1024 * 1024
 """Largest fed message: the realistic mix, minus the multi-megabyte tail (keeps a demo light)."""
@@ -60,9 +60,16 @@ def make_fed_message(rng: random.Random, index: int, tag: str, max_bytes: int = 
     return message_id, _MESSAGE_ID.sub(f"Message-ID: {message_id}".encode(), raw, count=1)
 
 
-def feed(dovecot: Dovecot, users: Sequence[str], rate_per_s: float, stop_event: threading.Event,
-         rng: random.Random | None = None, on_delivered: OnDelivered | None = None,
-         max_bytes: int = DEFAULT_MAX_BYTES, limit: int | None = None) -> list[Delivery]:
+def feed(
+    dovecot: Dovecot,
+    users: Sequence[str],
+    rate_per_s: float,
+    stop_event: threading.Event,
+    rng: random.Random | None = None,
+    on_delivered: OnDelivered | None = None,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    limit: int | None = None,
+) -> list[Delivery]:
     """Deliver to random users at ``rate_per_s`` (Poisson arrivals) until stop_event is set.
 
     Arrival times are random (exponential gaps), so polls see mail at every
@@ -95,8 +102,15 @@ def feed(dovecot: Dovecot, users: Sequence[str], rate_per_s: float, stop_event: 
 class FeederThread(threading.Thread):
     """feed() in a background thread; stop() ends it and returns the deliveries."""
 
-    def __init__(self, dovecot: Dovecot, users: Sequence[str], rate_per_s: float, seed: int | None = None,
-                 on_delivered: OnDelivered | None = None, max_bytes: int = DEFAULT_MAX_BYTES):
+    def __init__(
+        self,
+        dovecot: Dovecot,
+        users: Sequence[str],
+        rate_per_s: float,
+        seed: int | None = None,
+        on_delivered: OnDelivered | None = None,
+        max_bytes: int = DEFAULT_MAX_BYTES,
+    ):
         super().__init__(name="mailq-feeder", daemon=True)
         self.stop_event = threading.Event()
         self.deliveries: list[Delivery] = []
@@ -121,7 +135,7 @@ class FeederThread(threading.Thread):
 
 
 def _testbed_dovecot(root: Path) -> Dovecot:
-    from mailq.testbed.cli import load_state
+    from tests.testbed.cli import load_state
 
     state = load_state(root)
     if not state:
@@ -142,8 +156,9 @@ def _printer(record: Path | None) -> OnDelivered:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m mailq.testbed.feeder",
-                                     description="Deliver generated mail to random test-bed mailboxes until stopped.")
+    parser = argparse.ArgumentParser(
+        prog="python -m tests.testbed.feeder", description="Deliver generated mail to random test-bed mailboxes until stopped."
+    )
     parser.add_argument("--root", default="var/testbed", help="test bed directory (default ./var/testbed)")
     parser.add_argument("--rate", type=float, default=0.5, help="messages per second in all (default 0.5)")
     parser.add_argument("--max-bytes", type=int, default=DEFAULT_MAX_BYTES, help="largest message")

@@ -4,6 +4,7 @@ Nothing here touches the machine's Redis on 6379 or any shared database: Redis
 and Dovecot listen on free loopback ports, SQLite lives under the root, and for
 PostgreSQL a database of its own is created and dropped afterwards.
 """
+
 from __future__ import annotations
 
 import csv
@@ -17,9 +18,9 @@ from pathlib import Path
 from cryptography.fernet import Fernet
 
 from mailq import config, db
-from mailq.chaos.procs import FarmProcess, Supervisor
-from mailq.testbed.dovecot import Dovecot
-from mailq.testbed.redisd import RedisServer
+from tests.chaos.procs import FarmProcess, Supervisor
+from tests.testbed.dovecot import Dovecot
+from tests.testbed.redisd import RedisServer
 
 PG_ADMIN_DSN = os.environ.get("MAILQ_CHAOS_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 """Admin connection used to create and drop the farm's own PostgreSQL database."""
@@ -54,7 +55,7 @@ class Farm:
 
     # -- lifecycle -------------------------------------------------------
 
-    def __enter__(self) -> "Farm":
+    def __enter__(self) -> Farm:
         try:
             self.start_services()
         except BaseException:
@@ -137,8 +138,15 @@ class Farm:
 
     def cli(self, *args: str, stdin: str | None = None, timeout: float = 120, check: bool = True) -> subprocess.CompletedProcess:
         """Run `mailq ARGS` as a real process with the farm's settings."""
-        proc = subprocess.run([sys.executable, "-m", "mailq", *args], env=self.env, cwd=self.root, input=stdin,
-                              capture_output=True, text=True, timeout=timeout)
+        proc = subprocess.run(
+            [sys.executable, "-m", "mailq", *args],
+            env=self.env,
+            cwd=self.root,
+            input=stdin,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
         if check and proc.returncode != 0:
             raise FarmError(f"`mailq {' '.join(args)}` exited {proc.returncode}: {proc.stderr.strip()[-2000:]}")
         return proc
@@ -154,8 +162,9 @@ class Farm:
             writer = csv.writer(f)
             writer.writerow(["name", "host", "port", "security", "username", "password", "folders", "interval", "priority"])
             for user, password in users.items():
-                writer.writerow([user, "127.0.0.1", self.dovecot.imap_port, "plain", user, password, "INBOX",
-                                 interval or self.interval, "normal"])
+                writer.writerow(
+                    [user, "127.0.0.1", self.dovecot.imap_port, "plain", user, password, "INBOX", interval or self.interval, "normal"]
+                )
         try:
             self.cli("mailbox", "import", str(path))
         finally:
@@ -172,15 +181,17 @@ class Farm:
         return [sys.executable, "-m", "mailq", name]
 
     def start_scheduler(self) -> FarmProcess:
-        p = self.supervisor.add(FarmProcess(f"scheduler-{len(self.schedulers) + 1}", self.command("scheduler"), self.env,
-                                            self.root / "logs", self.root))
+        p = self.supervisor.add(
+            FarmProcess(f"scheduler-{len(self.schedulers) + 1}", self.command("scheduler"), self.env, self.root / "logs", self.root)
+        )
         self.schedulers.append(p)
         p.start()
         return p
 
     def start_worker(self) -> FarmProcess:
-        p = self.supervisor.add(FarmProcess(f"worker-{len(self.workers) + 1}", self.command("worker"), self.env,
-                                            self.root / "logs", self.root))
+        p = self.supervisor.add(
+            FarmProcess(f"worker-{len(self.workers) + 1}", self.command("worker"), self.env, self.root / "logs", self.root)
+        )
         self.workers.append(p)
         p.start()
         return p

@@ -9,7 +9,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from mailq.testbed.dovecot import free_port, wait_until
+from tests.testbed.dovecot import free_port, wait_until
 
 START_TIMEOUT = 10.0
 """Seconds to wait for PING to answer after starting."""
@@ -55,12 +55,27 @@ class RedisServer:
         self.root.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "ab") as log:
             self._proc = subprocess.Popen(
-                [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-                 "--appendonly", "no", "--dir", str(self.root), "--daemonize", "no"],
-                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+                [
+                    binary,
+                    "--port",
+                    str(self.port),
+                    "--bind",
+                    "127.0.0.1",
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                    "--dir",
+                    str(self.root),
+                    "--daemonize",
+                    "no",
+                ],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
         try:
-            wait_until(lambda: _ping(self.port) or self._proc.poll() is not None,
-                       START_TIMEOUT, f"redis-server on port {self.port}")
+            wait_until(lambda: _ping(self.port) or self._proc.poll() is not None, START_TIMEOUT, f"redis-server on port {self.port}")
         except Exception:
             self.stop()
             raise

@@ -1,5 +1,0 @@
-import sys
-
-from mailq.chaos.cli import main
-
-sys.exit(main())
