@@ -102,9 +102,8 @@ def next_runs(conn: redis.Redis, mailbox_ids: list[int]) -> dict[int, datetime]:
 def _desired() -> dict[int, tuple[int, str, datetime | None, bool]]:
     """mailbox id -> (interval, queue, next attempt, never polled) of every enabled mailbox."""
     with errors_as_mailq():
-        rows = Mailbox.select(Mailbox.id, Mailbox.interval, Mailbox.priority, Mailbox.next_attempt_at, Mailbox.last_poll_at).where(
-            (not Mailbox.paused) & (Mailbox.state != "auth_error")
-        )
+        enabled = (Mailbox.paused == False) & (Mailbox.state != "auth_error")  # noqa: E712 (a peewee expression)
+        rows = Mailbox.select(Mailbox.id, Mailbox.interval, Mailbox.priority, Mailbox.next_attempt_at, Mailbox.last_poll_at).where(enabled)
         return {m.id: (m.interval, poll_queue_name(m.priority), m.next_attempt_at, m.last_poll_at is None) for m in rows}
 
 
