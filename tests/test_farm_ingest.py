@@ -53,7 +53,9 @@ def test_a_backlog_beyond_the_poll_budget_is_worked_off_at_once_not_an_interval_
     wait_for(lambda: ops.workers(settings), timeout=30, what="the worker to register")
     ops.poll_now(settings, [box.id], wait=True, timeout=60)
     first = runs_of(box.id)
-    assert len(first) >= 1 and first[0].finished_at is not None and first[0].new_count == 10, [(r.outcome, r.error, r.new_count) for r in first]
+    assert len(first) >= 1 and first[0].finished_at is not None and first[0].new_count == 10, [
+        (r.outcome, r.error, r.new_count) for r in first
+    ]
     wait_for(lambda: stored([box.id]) == 30, timeout=30, what="the follow-up polls")
     outcomes = [r.outcome for r in runs_of(box.id)]
     assert outcomes[:2] == ["partial", "partial"] and len(outcomes) >= 3
