@@ -11,6 +11,7 @@ from pathlib import Path
 
 from cryptography.fernet import Fernet, InvalidToken
 
+from . import files
 from .config import Settings
 from .errors import SecretKeyError
 
@@ -47,8 +48,8 @@ def ensure_key(settings: Settings) -> Path | None:
         _fernet(load_key(settings), key_source(settings))  # validate early
         return None
     path = settings.secret_key_file
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    files.private_dir(path.parent)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, files.FILE_MODE)
     with os.fdopen(fd, "w") as fh:
         fh.write(Fernet.generate_key().decode() + "\n")
     return path

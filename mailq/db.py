@@ -16,6 +16,7 @@ from urllib.parse import urlparse
 import peewee
 from playhouse.db_url import connect as _connect_url
 
+from . import files
 from .errors import DatabaseError
 
 database = peewee.DatabaseProxy()
@@ -44,14 +45,27 @@ class _SqliteDatabase(peewee.SqliteDatabase):
         super().begin(lock_type or "IMMEDIATE")
 
 
+def sqlite_path(url: str) -> Path | None:
+    """The database file of a ``sqlite://`` URL (None for other databases and ``:memory:``)."""
+    if urlparse(url).scheme != "sqlite":
+        return None
+    path = url[len("sqlite:///") :] if url.startswith("sqlite:///") else url[len("sqlite://") :]
+    return Path(path) if path and path != ":memory:" else None
+
+
 def make_database(url: str) -> peewee.Database:
-    """A peewee database for ``url`` (not yet connected)."""
+    """A peewee database for ``url`` (not yet connected).
+
+    A new SQLite file is created owner-only before SQLite opens it: SQLite gives
+    its -wal and -shm files the main file's permissions, so all three stay private.
+    """
     scheme = urlparse(url).scheme
     if scheme == "sqlite":
-        path = url[len("sqlite:///") :] if url.startswith("sqlite:///") else url[len("sqlite://") :]
-        if path and path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-        return _SqliteDatabase(path or ":memory:", pragmas=SQLITE_PRAGMAS, timeout=30)
+        path = sqlite_path(url)
+        if path is not None:
+            files.private_dir(path.parent)
+            files.private_file(path)
+        return _SqliteDatabase(str(path) if path else ":memory:", pragmas=SQLITE_PRAGMAS, timeout=30)
     if scheme in ("postgresql", "postgres"):
         db = _connect_url(url.replace("postgres://", "postgresql://", 1))
         db.autorollback = True

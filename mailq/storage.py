@@ -1,6 +1,7 @@
 """Blob store: raw messages and attachments, content-addressed by sha256.
 
-Paths are computed from the hash only, never from anything in the mail, so a
+Blobs are raw mail: files are created 0600 and directories 0700 (``files``),
+whatever the umask. Paths are computed from the hash only, never from anything in the mail, so a
 hostile attachment name cannot reach the file system. Writes are atomic (temp
 file, rename) and a second write of the same content is a no-op. Another
 backend (S3-compatible) implements the same four methods; ``BlobBatch`` works
@@ -25,6 +26,7 @@ from pathlib import Path
 from typing import Protocol
 from urllib.parse import urlparse
 
+from . import files
 from .config import Settings
 from .errors import ConfigError, MailqError
 
@@ -121,9 +123,9 @@ class LocalBlobStore:
         tmp = f"{directory}/.tmp-{os.getpid()}-{threading.get_ident()}-{next(_tmp_names)}"
         try:
             if directory not in self._dirs:
-                os.makedirs(directory, exist_ok=True)
+                files.private_dir(directory)
                 self._dirs.add(directory)
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, files.FILE_MODE)
             try:
                 with os.fdopen(fd, "wb") as fh:
                     fh.write(data)

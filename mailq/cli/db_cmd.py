@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import os
 
-from .. import crypto, migrations
+from .. import crypto, files, migrations
 from ..db import database, errors_as_mailq
 from ..errors import UsageError
 from ..models import Mailbox
+from ..ops import privacy
 from .common import err, open_db, out
 
 
@@ -37,6 +38,11 @@ def upgrade(args) -> int:
         out.print(f"database is up to date (schema version {before})")
     else:
         out.print(f"database upgraded from version {before} to {applied[-1]}")
+    tightened = privacy.tighten(settings)
+    if tightened:
+        out.print(
+            f"made {len(tightened)} stored file(s) and directories owner-only (they were readable by other users), e.g. {tightened[0]}"
+        )
     return 0
 
 
@@ -55,7 +61,7 @@ def rotate(args) -> int:
     if not settings.secret_key:
         path = settings.secret_key_file
         tmp = path.with_suffix(".new")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, files.FILE_MODE)
         with os.fdopen(fd, "w") as fh:
             fh.write(new_key + "\n")
         os.replace(tmp, path)

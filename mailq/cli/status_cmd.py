@@ -6,8 +6,9 @@ from rich.table import Table
 from rich.text import Text
 
 from .. import ops
+from ..ops import privacy
 from ..text import literal
-from .common import add_json, open_db, out, print_json
+from .common import add_json, err, open_db, out, print_json
 
 _STATE_STYLE = {"ok": "green", "failing": "yellow", "auth_error": "red", "paused": "dim"}
 
@@ -21,6 +22,7 @@ def register(sub) -> None:
 def status(args) -> int:
     settings = open_db(args)
     data = ops.status(settings)
+    data["exposed_files"] = privacy.exposed(settings)
     if args.json:
         print_json(data)
         return 0
@@ -57,4 +59,11 @@ def status(args) -> int:
         f"{', last reconcile ' + sched['last_reconcile_at'] if sched['last_reconcile_at'] else ''}"
     )
     out.print(f"failed jobs: {data['failed']}" + (" (see `mailq failed list`)" if data["failed"] else ""))
+    if data["exposed_files"]:
+        err.print(
+            Text(
+                f"warning: {len(data['exposed_files'])} stored file(s) can be read by other users (e.g. {data['exposed_files'][0]}): "
+                "run `mailq db upgrade` to make them owner-only"
+            )
+        )
     return 0
