@@ -89,6 +89,18 @@ def _delays(name: str, raw: str) -> str:
     return ",".join(str(v) for v in values)
 
 
+def _log_level(name: str, raw: str) -> str:
+    if raw.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+        raise ConfigError(f"{name}: expected DEBUG, INFO, WARNING, ERROR or CRITICAL, got {raw!r}")
+    return raw.upper()
+
+
+def _log_format(name: str, raw: str) -> str:
+    if raw.lower() not in ("text", "json"):
+        raise ConfigError(f"{name}: expected text or json, got {raw!r}")
+    return raw.lower()
+
+
 @dataclass(frozen=True)
 class Setting:
     env: str
@@ -165,7 +177,10 @@ SETTINGS: dict[str, Setting] = {
         "seconds before each retry of a failed hook/webhook delivery (one retry per value)",
     ),
     "console_refresh": Setting("MAILQ_CONSOLE_REFRESH", "2", lambda n, r: _float(n, r, 0.2), "seconds between console refreshes"),
-    "log_level": Setting("MAILQ_LOG_LEVEL", "INFO", _str, "logging level of workers and scheduler"),
+    "log_level": Setting(
+        "MAILQ_LOG_LEVEL", "INFO", _log_level, "logging level of workers and scheduler (DEBUG also shows RQ's per-job lines)"
+    ),
+    "log_format": Setting("MAILQ_LOG_FORMAT", "text", _log_format, "text, or json: one JSON object per log line (for log shippers)"),
 }
 
 
@@ -198,6 +213,7 @@ class Settings:
     dispatch_retry_delays: str
     console_refresh: float
     log_level: str
+    log_format: str
 
     @property
     def secret_key_file(self) -> Path:

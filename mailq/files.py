@@ -47,10 +47,14 @@ def private_file(path: str | Path) -> bool:
 
 
 def readable_by_others(path: str | Path) -> bool:
+    """Group or others may read or change it; a directory they may only traverse (x) is not listable, so it passes."""
     try:
-        return bool(os.stat(path).st_mode & _OTHERS)
+        mode = os.stat(path).st_mode
     except OSError:
         return False
+    if stat.S_ISDIR(mode):
+        return bool(mode & (stat.S_IRGRP | stat.S_IWGRP | stat.S_IROTH | stat.S_IWOTH))
+    return bool(mode & _OTHERS)
 
 
 def _chmod_private(path: str, is_dir: bool) -> bool:

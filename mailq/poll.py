@@ -23,6 +23,7 @@ from .errors import DatabaseError, ImapConnectionError, ImapTimeoutError, MailqE
 from .models import Mailbox
 from .storage import open_store
 from .sync import Budget, sync_folder
+from .text import literal, one_line
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +46,36 @@ class PollResult:
         data = asdict(self)
         data["duration_s"] = round(self.duration_s, 3)
         return data
+
+
+def _state_after(result: PollResult) -> str:
+    """The health state a finished poll leaves (see ``health.finish_ok``/``finish_error``)."""
+    if result.outcome == "auth_error":
+        return "auth_error"
+    return "failing" if result.outcome == "error" or result.error_text else "ok"
+
+
+def log_outcome(result: PollResult, name: str, state_before: str) -> None:
+    """One line per poll, and only when something happened: new mail, an error, a change of health state.
+
+    An idle poll of a healthy mailbox logs nothing at INFO (most polls are idle);
+    at DEBUG every poll has its line.
+    """
+    state = _state_after(result)
+    fields = {"mailbox_id": result.mailbox_id, "outcome": result.outcome, "new": result.new, "state": state}
+    text = f"mailbox {result.mailbox_id} ({literal(name)}): {result.outcome}, {result.new} new, {result.duration_s:.2f}s"
+    if state != state_before:
+        text += f", {state_before} -> {state}"
+    if result.error_text:
+        fields["error_class"] = result.error_class
+        text += f": {one_line(result.error_text)}"
+    if result.outcome in ("error", "auth_error"):
+        level = logging.WARNING
+    elif result.new or state != state_before or result.error_text:
+        level = logging.INFO
+    else:
+        level = logging.DEBUG
+    log.log(level, "%s", text, extra=fields)
 
 
 def _worker_name() -> str:
@@ -102,7 +133,7 @@ def poll_mailbox(
                     folder_result = sync_folder(session, store, settings, mailbox, folder, budget, on_batch=on_batch, heartbeat=heartbeat)
                 except ProtocolError as exc:  # this folder only (e.g. it does not exist); the others still sync
                     folder_errors.append(f"folder {folder!r}: {exc}")
-                    log.warning("mailbox %s: %s", mailbox.id, folder_errors[-1])
+                    log.debug("mailbox %s: %s", mailbox.id, folder_errors[-1])  # in the outcome line too
                     continue
                 finally:
                     result.folders_checked += 1
@@ -120,6 +151,7 @@ def poll_mailbox(
         )
         result.error_class, result.error_text = health.error_class_of(exc), str(exc)
         result.duration_s = time.monotonic() - started
+        log_outcome(result, mailbox.name, mailbox.state)
         return result
     except Exception as exc:  # a bug: record it, then let RQ keep the traceback
         try:
@@ -139,6 +171,7 @@ def poll_mailbox(
     if folder_error:
         result.error_class, result.error_text = health.FOLDER_ERROR, folder_error
     result.duration_s = time.monotonic() - started
+    log_outcome(result, mailbox.name, mailbox.state)
     return result
 
 

@@ -181,5 +181,7 @@ def liveness(conn: redis.Redis) -> tuple[dict | None, datetime | None]:
 
 def run(settings: Settings) -> None:
     """Run until SIGTERM/SIGINT; a Redis or database outage is waited out, not fatal."""
-    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    from . import logs
+
+    logs.setup(settings)
     Runner(settings).run()

@@ -16,7 +16,7 @@ import time
 
 from rq import SimpleWorker, Worker
 
-from . import db
+from . import db, logs
 from .config import Settings
 from .errors import QueueError
 from .queues import QUEUE_NAMES, all_queues, connect, errors_as_queue, register
@@ -34,6 +34,7 @@ def run(settings: Settings, *, burst: bool = False, name: str | None = None, for
     takes only its claim with it. ``fork=True`` (``MAILQ_WORKER_FORK=1``) gives
     RQ's forking worker back.
     """
+    logs.setup(settings)
     fork = settings.worker_fork if fork is None else fork
     worker_class = Worker if fork else SimpleWorker
     conn = connect(settings, check=True, blocking=True)
@@ -48,7 +49,7 @@ def run(settings: Settings, *, burst: bool = False, name: str | None = None, for
             with errors_as_queue(settings):
                 register(conn)
                 worker = worker_class(all_queues(settings, conn), connection=conn, name=name)
-                worked = worker.work(burst=burst, with_scheduler=True, logging_level=settings.log_level.upper()) or worked
+                worked = worker.work(burst=burst, with_scheduler=True, logging_level=logs.rq_level(settings)) or worked
             if burst or worker._stop_requested or worker._shutdown_requested_date is not None:
                 return worked  # finished, or asked to stop (an idle worker's stop sets only the date)
         except QueueError:

@@ -46,7 +46,7 @@ class Farm:
             "LANG": "C.UTF-8",
             "PYTHONUNBUFFERED": "1",
             "MAILQ_SCHEDULER_INTERVAL": "0.2",
-            "MAILQ_LOG_LEVEL": "INFO",
+            "MAILQ_LOG_LEVEL": "DEBUG",  # RQ's own loop lines ("cleaning group registries") show only at DEBUG
         }
 
     def configure(self, **env: object) -> None:

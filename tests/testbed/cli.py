@@ -116,7 +116,7 @@ def cmd_stop(args: argparse.Namespace) -> int:
     root = Path(args.root).absolute()
     state = load_state(root)
     if not state:
-        console.print(f"no testbed in {root}")
+        console.print(f"nothing to stop: no test bed was started in {root}")
         return 0
     dovecot = _dovecot(root, state)
     if not dovecot.running():

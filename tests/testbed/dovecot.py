@@ -95,6 +95,18 @@ service auth {{
 """
 
 
+IMAP_BINARIES = ("/usr/lib/dovecot/imap", "/usr/libexec/dovecot/imap")
+"""Dovecot's IMAP server (package dovecot-imapd on Debian); dovecot-core alone has only dovecot and doveadm."""
+
+
+def missing_tools() -> list[str]:
+    """What the test bed needs and this machine lacks: the IMAP binary as well as dovecot and doveadm."""
+    missing = [tool for tool in ("dovecot", "doveadm") if shutil.which(tool) is None]
+    if not any(os.access(path, os.X_OK) for path in IMAP_BINARIES):
+        missing.append(f"Dovecot's IMAP server ({IMAP_BINARIES[0]})")
+    return missing
+
+
 class DovecotError(RuntimeError):
     """Raised when the private Dovecot cannot be started, stopped or driven."""
 
@@ -328,8 +340,9 @@ class Dovecot:
 
     def _prepare(self) -> None:
         """Create the directory layout; clear base_dir (a stale anvil socket stalls logins)."""
-        if shutil.which("dovecot") is None or shutil.which("doveadm") is None:
-            raise DovecotError("dovecot/doveadm not found: apt-get install -y dovecot-imapd dovecot-lmtpd")
+        missing = missing_tools()
+        if missing:
+            raise DovecotError(f"{', '.join(missing)} not found: apt-get install -y dovecot-imapd dovecot-lmtpd")
         shutil.rmtree(self.base_dir, ignore_errors=True)
         for d in (self.root, self.base_dir, self.root / "state", self.mail_dir):
             d.mkdir(parents=True, exist_ok=True)
