@@ -11,7 +11,7 @@ from datetime import datetime
 
 from rich.text import Text
 
-from mailq.text import literal, one_line
+from mailq.text import literal, one_line, span
 
 DASH = "—"
 
@@ -35,31 +35,20 @@ def block(value: object) -> Text:
     return Text(literal(value, newlines=True))
 
 
-def _span(seconds: float) -> str:
-    seconds = abs(seconds)
-    if seconds < 60:
-        return f"{int(seconds)}s"
-    if seconds < 3600:
-        return f"{int(seconds // 60)}m"
-    if seconds < 86400:
-        return f"{int(seconds // 3600)}h{int(seconds % 3600 // 60):02d}"
-    return f"{int(seconds // 86400)}d"
-
-
 def ago(when: datetime | None, now: datetime) -> Text:
     """'12s ago', or 'in 40s' for a future time; a dash when unknown."""
     if when is None:
         return Text(DASH, style="dim")
     delta = (now - when).total_seconds()
     if delta < 0:
-        return Text(f"in {_span(delta)}")
-    return Text(f"{_span(delta)} ago")
+        return Text(f"in {span(delta)}")
+    return Text(f"{span(delta)} ago")
 
 
 def seconds(value: float | None, stale_after: float | None = None) -> Text:
     if value is None:
         return Text(DASH, style="dim")
-    return Text(_span(value), style="bold red" if stale_after is not None and value > stale_after else "")
+    return Text(span(value), style="bold red" if stale_after is not None and value > stale_after else "")
 
 
 def count(value: int | None, warn: bool = False) -> Text:

@@ -30,3 +30,17 @@ def one_line(value: object, limit: int = 200) -> str:
     """First line of an error text, safe and bounded (for tables and notifications)."""
     text = "" if value is None else str(value).strip()
     return literal(text.splitlines()[0] if text else "", limit=limit)
+
+
+def span(seconds: float) -> str:
+    """A duration for people: decimals under 10 s (``0.4s``, not ``0s``), then whole units."""
+    seconds = abs(seconds)
+    if seconds < 10:
+        return f"{seconds:.1f}s"
+    if seconds < 60:
+        return f"{int(seconds)}s"
+    if seconds < 3600:
+        return f"{int(seconds // 60)}m"
+    if seconds < 86400:
+        return f"{int(seconds // 3600)}h{int(seconds % 3600 // 60):02d}"
+    return f"{int(seconds // 86400)}d"

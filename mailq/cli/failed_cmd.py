@@ -8,7 +8,7 @@ from rich.text import Text
 from .. import ops
 from ..errors import UsageError
 from ..text import literal, one_line
-from .common import add_json, open_db, out, print_json
+from .common import add_json, fit, open_db, out, print_json
 
 
 def register(sub) -> None:
@@ -68,7 +68,7 @@ def list_failed(args) -> int:
             j.failed_at.strftime("%Y-%m-%d %H:%M:%S") if j.failed_at else "-",
             Text(one_line(j.error_line)[:120]),
         )
-    out.print(table)
+    out.print(fit(table, drop=("function", "queue")))
     shown = args.offset + len(jobs)
     if total > shown:
         out.print(f"{shown} of {total} shown (use --offset/--limit)")

@@ -9,7 +9,7 @@ from rich.text import Text
 
 from .. import ops
 from ..text import literal
-from .common import add_json, open_db, out, print_json
+from .common import add_json, fit, open_db, out, print_json
 
 
 def register(sub) -> None:
@@ -78,7 +78,7 @@ def schedule_list(args) -> int:
             p.next_run_at.strftime("%Y-%m-%d %H:%M:%S") if p.next_run_at else "-",
             p.job_id,
         )
-    out.print(table)
+    out.print(fit(table, drop=("job",)))
     if total > len(polls):
         out.print(f"... {total - len(polls)} more (use --limit)")
     return 0

@@ -15,7 +15,7 @@ from ..db import errors_as_mailq
 from ..errors import UsageError
 from ..models import Mailbox
 from ..text import literal
-from .common import add_json, err, open_db, out, print_json
+from .common import add_json, err, fields, fit, open_db, out, print_json
 
 
 def register(sub) -> None:
@@ -132,19 +132,23 @@ def list_mailboxes(args) -> int:
     if args.json:
         print_json([mailboxes.to_dict(m) for m in rows])
         return 0
-    table = Table("id", "name", "host", "user", "folders", "interval", "priority", "state", box=None)
+    table = Table("id", "name", "state", "host", "user", "folders", "interval", "priority", box=None)
     for m in rows:
         table.add_row(
             str(m.id),
             Text(literal(m.name)),
+            m.display_state,
             Text(f"{literal(m.host)}:{m.port} ({m.security})"),
             Text(literal(m.username)),
             Text(literal(", ".join(m.folders))),
             f"{m.interval}s",
             m.priority,
-            m.display_state,
         )
-    out.print(table if rows else "no mailboxes yet: add one with `mailq mailbox add` or `mailq mailbox import`")
+    out.print(
+        fit(table, drop=("priority", "folders", "interval", "user"))
+        if rows
+        else "no mailboxes yet: add one with `mailq mailbox add` or `mailq mailbox import`"
+    )
     return 0
 
 
@@ -155,10 +159,7 @@ def show_mailbox(args) -> int:
     if args.json:
         print_json(data)
         return 0
-    table = Table(show_header=False, box=None)
-    for key, value in data.items():
-        table.add_row(key, Text(literal(value if not isinstance(value, list) else ", ".join(value))))
-    out.print(table)
+    fields([(key, Text(literal(value if not isinstance(value, list) else ", ".join(value)))) for key, value in data.items()])
     return 0
 
 

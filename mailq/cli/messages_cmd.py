@@ -17,7 +17,7 @@ from ..db import errors_as_mailq
 from ..errors import NotFoundError, UsageError
 from ..models import Attachment, Message
 from ..text import literal
-from .common import add_json, open_db, out, print_json
+from .common import add_json, fields, fit, open_db, out, print_json
 
 
 def register(sub) -> None:
@@ -111,7 +111,7 @@ def list_messages(args) -> int:
             "skipped" if m.skipped_reason else str(m.size),
             str(len(attachments[m.id])),
         )
-    out.print(table)
+    out.print(fit(table, drop=("uid", "att", "folder", "size", "mailbox")))
     return 0
 
 
@@ -126,16 +126,11 @@ def show_message(args) -> int:
     if args.json:
         print_json(data)
         return 0
-    table = Table(show_header=False, box=None)
-    for key, value in data.items():
-        if key in ("attachments", "parse_defects"):
-            continue
-        table.add_row(key, Text(literal(value)))
+    rows = [(key, Text(literal(value))) for key, value in data.items() if key not in ("attachments", "parse_defects")]
     for att in data["attachments"]:
-        table.add_row(
-            "attachment", Text(literal(f"{att['filename'] or '(unnamed)'}  {att['content_type']}  {att['size']} bytes  {att['sha256']}"))
+        rows.append(
+            ("attachment", Text(literal(f"{att['filename'] or '(unnamed)'}  {att['content_type']}  {att['size']} bytes  {att['sha256']}")))
         )
-    for defect in data["parse_defects"]:
-        table.add_row("parse defect", Text(literal(defect)))
-    out.print(table)
+    rows += [("parse defect", Text(literal(defect))) for defect in data["parse_defects"]]
+    fields(rows)
     return 0

@@ -42,11 +42,34 @@ def poll(args) -> int:
     from .. import ops
 
     job_ids = ops.poll_now(settings, [m.id for m in targets], wait=args.wait, timeout=args.timeout)
+    if not args.wait:
+        if args.json:
+            print_json({"enqueued": job_ids})
+        else:
+            out.print(f"enqueued {len(job_ids)} poll(s)")
+        return 0
+    from ..ops.mailboxes import poll_outcomes
+
+    results = poll_outcomes(settings, [m.id for m in targets], job_ids)
     if args.json:
-        print_json({"enqueued": job_ids})
+        print_json({"enqueued": job_ids, "results": results})
     else:
-        out.print(f"{'polled' if args.wait else 'enqueued'} {len(job_ids)} poll(s)")
-    return 0
+        for mailbox, result in zip(targets, results):
+            out.print(Text(outcome_line(mailbox.name, result)))
+    return 1 if any(r.get("outcome") in ("error", "auth_error") for r in results) else 0
+
+
+def outcome_line(name: str, result: dict) -> str:
+    """``NAME: ok, 1 folder(s) checked, 3 new, 0 skipped, 0.42s — error`` (what --inline and --wait print)."""
+    line = f"{literal(name)}: {result.get('outcome', 'unknown')}"
+    if "folders_checked" in result:
+        line += f", {result['folders_checked']} folder(s) checked, {result.get('new', 0)} new, {result.get('skipped', 0)} skipped"
+    if result.get("duration_s") is not None:
+        line += f", {result['duration_s']:.2f}s"
+    error = result.get("error_text") or result.get("reason")
+    if error:
+        line += f" — {one_line(error)}"
+    return line
 
 
 def _inline(settings, targets: list[Mailbox], as_json: bool) -> int:
@@ -58,13 +81,7 @@ def _inline(settings, targets: list[Mailbox], as_json: bool) -> int:
         results.append(result)
         failed = failed or result.outcome in ("error", "auth_error")
         if not as_json:
-            line = (
-                f"{literal(mailbox.name)}: {result.outcome}, {result.folders_checked} folder(s) checked, "
-                f"{result.new} new, {result.skipped} skipped, {result.duration_s:.2f}s"
-            )
-            if result.error_text:
-                line += f" — {one_line(result.error_text)}"
-            out.print(Text(line))
+            out.print(Text(outcome_line(mailbox.name, result.as_dict())))
     if as_json:
         print_json([r.as_dict() for r in results])
     return 1 if failed else 0

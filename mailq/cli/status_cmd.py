@@ -7,8 +7,8 @@ from rich.text import Text
 
 from .. import ops
 from ..ops import privacy
-from ..text import literal
-from .common import add_json, err, open_db, out, print_json
+from ..text import literal, span
+from .common import add_json, err, fit, open_db, out, print_json
 
 _STATE_STYLE = {"ok": "green", "failing": "yellow", "auth_error": "red", "paused": "dim"}
 
@@ -35,13 +35,13 @@ def status(args) -> int:
     queues = Table("queue", "queued", "started", "scheduled", "deferred", "failed", "finished", box=None)
     for q in data["queues"]:
         queues.add_row(q["name"], *(str(q[k]) for k in ("queued", "started", "scheduled", "deferred", "failed", "finished")))
-    out.print(queues)
+    out.print(fit(queues))
     out.print()
     if data["workers"]:
         workers = Table("worker", "state", "polling", "heartbeat age", "ok", "failed", box=None)
         for w in data["workers"]:
             polling = w["current_mailbox_name"] or w["current_job_id"] or "-"
-            age = f"{w['heartbeat_age_s']:.0f}s" if w["heartbeat_age_s"] is not None else "-"
+            age = span(w["heartbeat_age_s"]) if w["heartbeat_age_s"] is not None else "-"
             workers.add_row(
                 Text(literal(w["name"])),
                 w["state"] + (" (stale)" if w["stale"] else ""),
@@ -50,7 +50,7 @@ def status(args) -> int:
                 str(w["successes"]),
                 str(w["failures"]),
             )
-        out.print(workers)
+        out.print(fit(workers, drop=("polling",)))
     else:
         out.print("no workers running: start some with `mailq worker` (or `honcho start -c worker=N`)")
     sched = data["scheduler"]

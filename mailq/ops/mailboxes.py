@@ -128,6 +128,42 @@ def wait_for_jobs(settings: Settings, job_ids: list[str], timeout: float) -> Non
         delay = min(delay * 1.5, 0.5)
 
 
+def poll_outcomes(settings: Settings, mailbox_ids: list[int], job_ids: list[str]) -> list[dict]:
+    """What each finished poll did, in the ``PollResult.as_dict`` shape, for ``mailq poll --wait``.
+
+    The job's own result when Redis kept it (an operator's poll keeps it an hour);
+    otherwise (the poll joined a recurring one, which keeps none) the mailbox's
+    latest poll run from the database; a job that crashed reports its last error line.
+    """
+    with errors_as_queue(settings):
+        jobs = Job.fetch_many(list(job_ids), connection=connect(settings))
+    found = []
+    for mailbox_id, job in zip(mailbox_ids, jobs):
+        result = None
+        if job is not None and job.get_status(refresh=False) == "finished":
+            result = job.return_value()
+        elif job is not None and job.get_status(refresh=False) == "failed":
+            lines = (job.exc_info or "").strip().splitlines()
+            result = {"mailbox_id": mailbox_id, "outcome": "error", "error_text": lines[-1] if lines else "the job failed"}
+        if not isinstance(result, dict):
+            with errors_as_mailq():
+                run = PollRun.select().where(PollRun.mailbox == mailbox_id).order_by(PollRun.id.desc()).first()
+            result = {"mailbox_id": mailbox_id, "outcome": "unknown"}
+            if run is not None:
+                duration = (run.finished_at - run.started_at).total_seconds() if run.finished_at else None
+                result.update(
+                    outcome=run.outcome,
+                    new=run.new_count,
+                    skipped=run.skipped_count,
+                    folders_checked=run.folders_checked,
+                    duration_s=duration,
+                    error_class=run.error_class,
+                    error_text=run.error_text,
+                )
+        found.append(result)
+    return found
+
+
 def pause(settings: Settings, mailbox_id: int) -> None:
     """Park the mailbox in the database, then drop its schedule and any queued poll.
 
