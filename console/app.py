@@ -10,8 +10,10 @@ down, and the next successful refresh clears it.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from textual import work
@@ -39,7 +41,7 @@ class MailqConsole(App[None]):
     TITLE = "mailq console"
     CSS_PATH = "console.tcss"
     BINDINGS = commands.bindings(APP)
-    COMMANDS = App.COMMANDS | {ConsoleCommands}
+    COMMANDS = App.COMMANDS | {ConsoleCommands}  # Textual's own entries are trimmed in get_system_commands
     MODES = {
         "overview": OverviewScreen,
         "mailboxes": MailboxesScreen,
@@ -61,6 +63,7 @@ class MailqConsole(App[None]):
         self._timer: Timer | None = None
         self._in_flight = False
         self._again = False
+        self.last_screenshot: Path | None = None
 
     @property
     def busy(self) -> bool:
@@ -177,9 +180,47 @@ class MailqConsole(App[None]):
             then()
         self.refresh_now()
 
-    def action_view(self, name: str) -> None:
+    def get_system_commands(self, screen):
+        """Textual's palette entries minus those our registry has (Quit, Screenshot) or replaces (Keys: our Help)."""
+        ours = {"Quit", "Keys", "Screenshot"}
+        return (c for c in super().get_system_commands(screen) if c.title not in ours)
+
+    async def action_view(self, name: str) -> None:
+        """A number key shows that view itself, never a detail left open on it."""
         if name != self.current_mode:
-            self.switch_mode(name)
+            await self.switch_mode(name)
+        while len(self.screen_stack) > 1:
+            await self.pop_screen()
+
+    def run_elsewhere(self, command: commands.Command) -> None:
+        """From the palette: go to the action's view, then run it, or ask for the row it needs."""
+        self.run_worker(self._run_elsewhere(command), group="palette", exit_on_error=False)
+
+    async def _run_elsewhere(self, command: commands.Command) -> None:
+        await self.action_view(command.home)
+        if command.selection:  # never act on whatever row happens to be under the cursor
+            self.notify(command.prompt(), markup=False, timeout=6)
+            return
+        await self.screen.run_action(command.action)
+
+    def action_screenshot(self, filename: str | None = None, path: str | None = None) -> None:
+        """An SVG of the screen in MAILQ_VAR_DIR/screenshots (created, owner-only: it shows mailbox names)."""
+        from datetime import UTC, datetime
+
+        from mailq import config, files
+
+        settings = getattr(self.source, "settings", None) or config.get()
+        directory = files.private_dir(Path(path) if path else settings.var_dir / "screenshots")
+        target = directory / (filename or f"mailq-console-{datetime.now(UTC).strftime('%Y%m%dT%H%M%S.%f')}.svg")
+        try:
+            fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, files.FILE_MODE)
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                fh.write(self.export_screenshot())
+        except OSError as exc:
+            self.notify(f"Screenshot failed: {exc.strerror or exc} ({target})", severity="error", markup=False, timeout=10)
+            return
+        self.last_screenshot = target
+        self.notify(f"Screenshot saved to {target.resolve()}", markup=False, timeout=8)
 
     def action_help(self) -> None:
         screen = self._top_live_screen()

@@ -46,6 +46,7 @@ class Command:
     key_display: str | None = None
     label: str | None = None  # shorter footer label; the palette and help use ``title``
     argument: str | None = None  # passed to action_<id>(argument), e.g. the view name
+    selection: str | None = None  # what the action works on ("a mailbox"): the palette asks for it elsewhere
 
     @property
     def action(self) -> str:
@@ -67,6 +68,23 @@ class Command:
         """The callable: run the action on the app or the given screen."""
         node = self.target(app, screen)
         app.call_later(node.run_action, self.action)
+
+    @property
+    def home(self) -> str | None:
+        """The view (app mode) where this action lives, for running it from the palette anywhere else."""
+        return next((scope for scope in self.scopes if scope in VIEWS), None)
+
+    def prompt(self) -> str:
+        """What the palette says when the action needs a row chosen first."""
+        key = self.key_display or self.key
+        return f"{self.title}: select {self.selection} in {SCOPE_TITLES[self.home or APP]}, then press {key} (or Enter for its detail)"
+
+
+VIEWS = ("overview", "mailboxes", "queues", "failed", "schedule")
+"""The app's modes, in number-key order."""
+
+MAILBOX = "a mailbox"
+FAILED_JOB = "a failed job"
 
 
 def _view(number: int, name: str, title: str) -> Command:
@@ -90,11 +108,21 @@ COMMANDS: tuple[Command, ...] = (
         label="Live",
     ),
     Command("refresh", "Refresh now", "f5", "Reload the current view at once", (APP,), footer=False),
+    Command(
+        "screenshot",
+        "Screenshot",
+        "ctrl+s",
+        "Save an SVG picture of the screen under MAILQ_VAR_DIR/screenshots (the notice says where)",
+        (APP,),
+        footer=False,
+    ),
     Command("quit", "Quit", "q", "Leave the console", (APP,)),
     # Lists
-    Command("open", "Open", "enter", "Open the selected row's detail", ("mailboxes", "failed"), footer=False),
+    Command("open", "Open", "enter", "Open the selected row's detail", ("mailboxes", "failed"), footer=False, selection="a row"),
     Command("filter", "Filter", "slash", "Filter mailboxes by text; 'state:failing' filters by state", ("mailboxes",), key_display="/"),
-    Command("cycle_state", "State filter", "f", "Cycle the state filter: all, ok, failing, auth_error, paused", ("mailboxes",)),
+    Command(
+        "cycle_state", "State filter", "f", "Cycle the state filter: all, ok, failing, auth_error, paused", ("mailboxes",), label="State"
+    ),
     Command("find", "Find job", "slash", "Find failed jobs by id, function or error text", ("failed",), key_display="/"),
     Command(
         "prev_page",
@@ -115,10 +143,28 @@ COMMANDS: tuple[Command, ...] = (
         label="Next",
     ),
     # Mailbox actions
-    Command("poll_now", "Poll now", "n", "Enqueue a poll of the selected mailbox now", ("mailboxes", "mailbox")),
-    Command("pause", "Pause", "p", "Pause the mailbox: no more polls, its schedule is removed", ("mailboxes", "mailbox")),
-    Command("resume", "Resume", "u", "Resume the mailbox: clears auth_error and backoff, schedules it again", ("mailboxes", "mailbox")),
-    Command("test_login", "Test login", "t", "Log in to the IMAP server once and report the outcome", ("mailboxes", "mailbox")),
+    Command(
+        "poll_now", "Poll now", "n", "Enqueue a poll of the selected mailbox now", ("mailboxes", "mailbox"), selection=MAILBOX, label="Poll"
+    ),
+    Command(
+        "pause", "Pause", "p", "Pause the mailbox: no more polls, its schedule is removed", ("mailboxes", "mailbox"), selection=MAILBOX
+    ),
+    Command(
+        "resume",
+        "Resume",
+        "u",
+        "Resume the mailbox: clears auth_error and backoff, schedules it again",
+        ("mailboxes", "mailbox"),
+        selection=MAILBOX,
+    ),
+    Command(
+        "test_login",
+        "Test login",
+        "t",
+        "Log in to the IMAP server once and report the outcome",
+        ("mailboxes", "mailbox"),
+        selection=MAILBOX,
+    ),
     Command(
         "resync",
         "Resync schedules",
@@ -128,9 +174,9 @@ COMMANDS: tuple[Command, ...] = (
         label="Resync",
     ),
     # Failed jobs
-    Command("requeue", "Requeue", "r", "Put the selected failed job back on its queue", ("failed", "failed_job")),
+    Command("requeue", "Requeue", "r", "Put the selected failed job back on its queue", ("failed", "failed_job"), selection=FAILED_JOB),
     Command("requeue_all", "Requeue all", "R", "Requeue every failed job (asks first, with the count)", ("failed",), key_display="R"),
-    Command("delete", "Delete", "d", "Delete the selected failed job (asks first)", ("failed", "failed_job")),
+    Command("delete", "Delete", "d", "Delete the selected failed job (asks first)", ("failed", "failed_job"), selection=FAILED_JOB),
     # Detail screens
     Command("back", "Back", "escape", "Close the detail view", ("mailbox", "failed_job"), key_display="esc"),
 )
@@ -150,24 +196,41 @@ def for_scope(scope: str) -> list[Command]:
 
 
 class ConsoleCommands(Provider):
-    """Command palette entries: every registry action that applies to the screen the palette was opened on."""
+    """Command palette entries: every registry action of every view, each once.
 
-    def _candidates(self) -> list[tuple[str, Command]]:
-        screen = self.screen
-        found = []
+    Actions of the screen the palette was opened on run there; another view's
+    actions first switch to that view (``View name: Title``). An action that
+    works on a selected row and has none asks for it (a notice: select one,
+    then press its key) instead of doing something to a row nobody chose.
+    Detail-only actions (Back) appear on their detail screen only.
+    """
+
+    def _candidates(self) -> list[tuple[str, Command, object]]:
+        app, screen = self.app, self.screen
+        here = getattr(screen, "SCOPE", None)
+        found, seen = [], set()
         for command in COMMANDS:
-            if command.available(self.app, screen):
+            if (command.id, command.argument) in seen:
+                continue
+            if command.available(app, screen):
                 label = command.title if command.id != "view" else f"View: {command.title}"
-                found.append((label, command))
+                found.append((label, command, partial(command.run, app, screen)))
+            elif here in command.scopes and command.selection:
+                found.append((command.title, command, partial(app.notify, command.prompt(), markup=False, timeout=6)))
+            elif command.home is not None and APP not in command.scopes and command.home != here:
+                found.append((f"{SCOPE_TITLES[command.home]}: {command.title}", command, partial(app.run_elsewhere, command)))
+            else:
+                continue
+            seen.add((command.id, command.argument))
         return found
 
     async def discover(self) -> Hits:
-        for label, command in self._candidates():
-            yield DiscoveryHit(label, partial(command.run, self.app, self.screen), help=command.description)
+        for label, command, run in self._candidates():
+            yield DiscoveryHit(label, run, help=command.description)
 
     async def search(self, query: str) -> Hits:
         matcher = self.matcher(query)
-        for label, command in self._candidates():
+        for label, command, run in self._candidates():
             score = matcher.match(label)
             if score > 0:
-                yield Hit(score, matcher.highlight(label), partial(command.run, self.app, self.screen), help=command.description)
+                yield Hit(score, matcher.highlight(label), run, help=command.description)

@@ -11,10 +11,11 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from textual.app import ComposeResult
 from textual.screen import Screen
-from textual.widgets import Footer, Header
+from textual.widgets import Header
 
 from ..commands import for_scope
 from ..widgets.banner import StatusBanner
+from ..widgets.footer import FittingFooter
 from ..widgets.nav import ViewTabs
 
 if TYPE_CHECKING:
@@ -39,7 +40,7 @@ class LiveScreen(Screen):
         yield StatusBanner(id="banner")
 
     def compose_bottom(self) -> ComposeResult:
-        yield Footer()
+        yield FittingFooter()
 
     def fetch(self, source: Source) -> Any:
         """Read everything this screen shows (worker thread; blocking calls welcome)."""

@@ -21,16 +21,16 @@ from .mailbox_actions import MAILBOX_ACTIONS, MailboxActions, Target
 from .paged import Paged
 
 STATES = ("ok", "failing", "auth_error", "paused")
-COLUMNS = [
+COLUMNS = [  # what an operator scans for comes first: at 80 columns the rest is scrolled to
     ("name", "Name"),
-    ("host", "Host"),
     ("state", "State"),
     ("last_poll", "Last poll"),
-    ("last_success", "Last success"),
-    ("next_run", "Next run"),
-    ("new_today", ">New today"),
     ("failures", ">Failures"),
+    ("new_today", ">New today"),
     ("last_error", "Last error"),
+    ("next_run", "Next run"),
+    ("last_success", "Last success"),
+    ("host", "Host"),
 ]
 
 
@@ -49,14 +49,14 @@ def parse_filter(value: str) -> tuple[str | None, str | None]:
 def mailbox_row(row: MailboxRow, now: datetime) -> list:
     return [
         fmt.cell(row.name, 40),
-        fmt.cell(row.host, 32),
         fmt.state(row.state),
         fmt.ago(row.last_poll_at, now),
-        fmt.ago(row.last_success_at, now),
-        fmt.ago(row.next_run_at, now),
-        fmt.count(row.new_today),
         fmt.count(row.consecutive_failures, warn=True),
+        fmt.count(row.new_today),
         fmt.cell(row.last_error, 80, style="red"),
+        fmt.ago(row.next_run_at, now),
+        fmt.ago(row.last_success_at, now),
+        fmt.cell(row.host, 32),
     ]
 
 
