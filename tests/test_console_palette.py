@@ -102,3 +102,22 @@ async def test_a_screenshot_goes_to_the_var_dir_and_says_where(tmp_path):
     assert shot is not None and shot.parent == (tmp_path / "var" / "screenshots")
     assert shot.read_text().startswith("<svg") and stat.S_IMODE(shot.stat().st_mode) == 0o600
     assert any(str(shot.resolve()) in m for m in notes), notes
+
+
+@sync
+async def test_at_80x24_the_footer_shows_whole_keys_and_the_table_starts_with_what_matters():
+    from textual.widgets._footer import FooterKey
+
+    from console.widgets.keyed_table import KeyedTable
+
+    app = MailqConsole(FixedSource(), view="mailboxes")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        keys = list(app.screen.query(FooterKey))
+        assert any(k.action == "help" for k in keys)
+        assert all(k.region.right <= 80 and k.region.width >= len(k.key_display) + len(k.description) for k in keys), [
+            (k.key_display, k.description, k.region) for k in keys
+        ]
+        table = app.screen.query_one(KeyedTable)
+        headers = [str(c.label) for c in table.columns.values()]
+        assert headers[:3] == ["Name", "State", "Last poll"], headers

@@ -185,3 +185,13 @@ def test_redis_server_answers_and_restarts_on_the_same_port(tmp_path):
     finally:
         server.stop()
     assert not server.running()
+
+
+def test_the_testbed_names_a_missing_imap_server_binary(monkeypatch, tmp_path):
+    """dovecot-core alone has dovecot and doveadm: the check must look for the IMAP binary itself."""
+    from tests.testbed import dovecot as testbed_dovecot
+
+    monkeypatch.setattr(testbed_dovecot, "IMAP_BINARIES", (str(tmp_path / "no-imap"),))
+    assert testbed_dovecot.missing_tools() == [f"Dovecot's IMAP server ({tmp_path / 'no-imap'})"]
+    with pytest.raises(testbed_dovecot.DovecotError, match="IMAP server .* not found: apt-get install -y dovecot-imapd"):
+        testbed_dovecot.Dovecot(tmp_path / "tb").start()
