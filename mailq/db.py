@@ -63,8 +63,14 @@ def make_database(url: str) -> peewee.Database:
     if scheme == "sqlite":
         path = sqlite_path(url)
         if path is not None:
-            files.private_dir(path.parent)
-            files.private_file(path)
+            try:
+                files.private_dir(path.parent)
+                files.private_file(path)
+            except OSError as exc:
+                raise DatabaseError(
+                    f"cannot create the database file {path}: {exc.strerror or exc}: check MAILQ_DATABASE_URL (or MAILQ_VAR_DIR) and its permissions",
+                    orig=exc,
+                ) from None
         return _SqliteDatabase(str(path) if path else ":memory:", pragmas=SQLITE_PRAGMAS, timeout=30)
     if scheme in ("postgresql", "postgres"):
         db = _connect_url(url.replace("postgres://", "postgresql://", 1))

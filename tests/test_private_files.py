@@ -150,3 +150,11 @@ def test_systemd_units_set_a_private_umask():
     units = Path(__file__).resolve().parent.parent / "scripts" / "systemd"
     for unit in units.glob("*.service"):
         assert "\nUMask=0077\n" in unit.read_text(), unit.name
+
+
+def test_a_database_that_cannot_be_created_is_a_clear_error(tmp_path, redis_url):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    result = _mailq(["db", "upgrade"], _env(blocker / "var", redis_url), umask=0o022)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "cannot create the database file" in result.stderr and "MAILQ_VAR_DIR" in result.stderr, result.stderr
