@@ -159,6 +159,7 @@ def test_cli_start_is_idempotent_and_writes_the_accounts_csv(tmp_path):
         assert cli_main(["start", *args]) == 0
         rows = list(csv.DictReader(open(root / "mailboxes.csv")))
         assert [r["username"] for r in rows] == ["user0001", "user0002", "user0003"]
+        assert (root / "mailboxes.csv").stat().st_mode & 0o777 == 0o600  # it holds the passwords
         row = rows[1]
         assert (row["host"], row["security"], row["password"], row["folders"]) == ("127.0.0.1", "plain", "pw-user0002", "INBOX")
         server = Dovecot(root, int(row["port"]))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -77,7 +78,10 @@ def _inject(dovecot: Dovecot, names: list[str], messages: int, seed: int, max_by
 
 
 def write_csv(path: Path, dovecot: Dovecot, names: list[str]) -> None:
-    with open(path, "w", newline="") as f:
+    # the accounts' passwords: readable by this user only (Dovecot never reads this file)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)
+    with os.fdopen(fd, "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(CSV_HEADER)
         for name in names:
