@@ -92,7 +92,7 @@ async def test_pause_really_removes_the_schedule_and_resume_restores_it(settings
         await settle(pilot)
         assert schedule.entries(conn) == []
         assert Mailbox.get_by_id(mailbox.id).paused
-        assert app.screen.query_one(KeyedTable).get_row(str(mailbox.id))[2].plain == "paused"
+        assert app.screen.query_one(KeyedTable).get_row(str(mailbox.id))[1].plain == "paused"  # the State column
         await pilot.press("u")
         await settle(pilot)
         assert [e.mailbox_id for e in schedule.entries(conn)] == [mailbox.id]
