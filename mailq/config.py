@@ -118,6 +118,15 @@ SETTINGS: dict[str, Setting] = {
         "MAILQ_DATABASE_URL", "", _database_url, "sqlite:///PATH or postgresql://user@host/db (default: SQLite at VAR_DIR/mailq.db)"
     ),
     "storage_url": Setting("MAILQ_STORAGE_URL", "", _storage_url, "where raw messages and attachments go (default: file://VAR_DIR/blobs)"),
+    "storage_concurrency": Setting(
+        "MAILQ_STORAGE_CONCURRENCY", "16", lambda n, r: _int(n, r, 1), "S3 store: blob uploads in flight per worker process"
+    ),
+    "storage_deadline": Setting(
+        "MAILQ_STORAGE_DEADLINE",
+        "120",
+        lambda n, r: _float(n, r, 1),
+        "S3 store: a batch's uploads not all acknowledged by then fail the poll",
+    ),
     "var_dir": Setting("MAILQ_VAR_DIR", "./var", _str, "directory for the default database, blobs and secret key"),
     "secret_key": Setting("MAILQ_SECRET_KEY", "", _str, "Fernet key encrypting stored passwords (default: read from VAR_DIR/secret.key)"),
     "poll_interval": Setting("MAILQ_POLL_INTERVAL", "60", lambda n, r: _int(n, r, 1), "default seconds between polls of a mailbox"),
@@ -189,6 +198,8 @@ class Settings:
     redis_url: str
     database_url: str
     storage_url: str
+    storage_concurrency: int
+    storage_deadline: float
     var_dir: Path
     secret_key: str
     poll_interval: int

@@ -45,6 +45,10 @@ class QueueError(MailqError):
     """Raised when Redis cannot be reached or a job operation fails."""
 
 
+class StorageError(MailqError):
+    """Raised when a blob cannot be written, read or deleted (disk full, permissions, S3 unreachable or refusing)."""
+
+
 class ImapError(MailqError):
     """Base class of failures talking to an IMAP server."""
 
@@ -79,4 +83,5 @@ _KINDS = {
     QueueError: "redis",
     ConfigError: "config",
     SecretKeyError: "secret_key",
+    StorageError: "storage",
 }

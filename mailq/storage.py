@@ -4,8 +4,8 @@ Blobs are raw mail: files are created 0600 and directories 0700 (``files``),
 whatever the umask. Paths are computed from the hash only, never from anything in the mail, so a
 hostile attachment name cannot reach the file system. Writes are atomic (temp
 file, rename) and a second write of the same content is a no-op. Another
-backend (S3-compatible) implements the same four methods; ``BlobBatch`` works
-over any of them.
+backend, ``storage_s3.S3BlobStore`` (``s3://BUCKET[/PREFIX]``), implements the
+same interface (``BlobStore``); ``BlobBatch`` works over either.
 
 Durability: ``put`` fsyncs the file and its directory. Ingest instead writes a
 batch's blobs unsynced and flushes them once (``BlobBatch``, ``syncfs`` on
@@ -22,33 +22,37 @@ import itertools
 import os
 import re
 import threading
+from collections.abc import Iterable, Iterator
+from concurrent.futures import FIRST_EXCEPTION
+from concurrent.futures import wait as wait_futures
 from pathlib import Path
 from typing import Protocol
 from urllib.parse import urlparse
 
 from . import files
 from .config import Settings
-from .errors import ConfigError, MailqError
+from .errors import ConfigError, StorageError
 
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 
 
-class StorageError(MailqError):
-    """Raised when a blob cannot be written or read (disk full, permissions, missing blob)."""
-
-
 class BlobStore(Protocol):
+    """What every backend offers; ``tests/test_storage_contract.py`` holds each to it."""
+
     def put(self, data: bytes, sha256: str | None = None) -> str: ...
     def get(self, sha256: str) -> bytes: ...
+    def stream(self, sha256: str, chunk_size: int = ...) -> Iterator[bytes]: ...
     def exists(self, sha256: str) -> bool: ...
     def delete(self, sha256: str) -> None: ...
+    def delete_many(self, sha256s: Iterable[str]) -> int: ...
 
 
 def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _check(sha256: str) -> str:
+def check_sha256(sha256: str) -> str:
+    """``sha256`` if it is 64 lowercase hex digits (a blob name), else StorageError: nothing else reaches a path or key."""
     if not isinstance(sha256, str) or not _HEX64.match(sha256):
         raise StorageError(f"not a sha256 blob name: {sha256!r}")
     return sha256
@@ -95,7 +99,7 @@ class LocalBlobStore:
         self._dirs: set[str] = set()  # directories known to exist: saves a mkdir per blob
 
     def path(self, sha256: str) -> Path:
-        sha256 = _check(sha256)
+        sha256 = check_sha256(sha256)
         return self.root / sha256[:2] / sha256
 
     def _path(self, sha256: str) -> str:
@@ -106,7 +110,7 @@ class LocalBlobStore:
 
     def put(self, data: bytes, sha256: str | None = None) -> str:
         """Store ``data`` under its hash; durable (file and directory fsynced) when this returns."""
-        sha256 = _check(sha256 or sha256_hex(data))
+        sha256 = check_sha256(sha256 or sha256_hex(data))
         if self.write_unsynced(data, sha256, fsync=self.fsync) and self.fsync:
             _fsync_dir(os.path.dirname(self._path(sha256)))
         return sha256
@@ -116,7 +120,7 @@ class LocalBlobStore:
 
         Not durable by itself: call ``flush`` (or use ``put``) before relying on it.
         """
-        target = self._path(_check(sha256))
+        target = self._path(check_sha256(sha256))
         if os.path.isfile(target):
             return False
         directory = os.path.dirname(target)
@@ -178,11 +182,28 @@ class LocalBlobStore:
         except FileNotFoundError:
             raise StorageError(f"blob {sha256} is missing from {self.root}") from None
 
+    def stream(self, sha256: str, chunk_size: int = 1024 * 1024) -> Iterator[bytes]:
+        """The blob's bytes in chunks, for blobs too large to hold in memory."""
+        try:
+            fh = open(self.path(sha256), "rb")
+        except FileNotFoundError:
+            raise StorageError(f"blob {sha256} is missing from {self.root}") from None
+        with fh:
+            while chunk := fh.read(chunk_size):
+                yield chunk
+
     def delete(self, sha256: str) -> None:
         try:
             self.path(sha256).unlink()
         except FileNotFoundError:
             pass
+
+    def delete_many(self, sha256s: Iterable[str]) -> int:
+        count = 0
+        for sha256 in sha256s:
+            self.delete(sha256)
+            count += 1
+        return count
 
     def sync_dirs(self, sha256s: list[str]) -> None:
         """fsync the directories of ``sha256s``, once each, so their renames survive a crash."""
@@ -193,31 +214,53 @@ class LocalBlobStore:
 
 
 class BlobBatch:
-    """Writes a batch's blobs, then makes them all durable at once.
+    """Writes a batch's blobs, then waits until they are all durable at once.
 
     ``with BlobBatch(store) as batch: batch.put(data, sha)`` — leaving the block
     (or ``wait()``) returns once every blob is durable, so rows naming them are
-    committed only after. Stores without ``write_unsynced``/``flush`` just ``put``.
+    committed only after. Three kinds of store: a local store writes unsynced and
+    flushes once (``write_unsynced``/``flush``); S3 starts each put on its thread
+    pool (``start_put``) and ``wait`` collects every acknowledgement, within the
+    store's ``deadline``; any other store just ``put``s.
     """
 
     def __init__(self, store: BlobStore):
         self.store = store
         self._seen: set[str] = set()
         self._unsynced: list[str] = []
+        self._futures: list = []
 
     def put(self, data: bytes, sha256: str | None = None) -> str:
-        sha256 = _check(sha256 or sha256_hex(data))
+        sha256 = check_sha256(sha256 or sha256_hex(data))
         if sha256 not in self._seen:
             self._seen.add(sha256)
+            start = getattr(self.store, "start_put", None)
             write = getattr(self.store, "write_unsynced", None)
-            if write is None:
+            if start is not None:
+                self._futures.append(start(data, sha256))
+            elif write is None:
                 self.store.put(data, sha256)
             elif write(data, sha256):
                 self._unsynced.append(sha256)
         return sha256
 
     def wait(self) -> list[str]:
-        """Flush what was written; returns every hash of the batch."""
+        """Flush or await what was written; returns every hash of the batch. Raises the first StorageError."""
+        if self._futures:
+            futures, self._futures = self._futures, []
+            done, pending = wait_futures(futures, timeout=getattr(self.store, "deadline", None), return_when=FIRST_EXCEPTION)
+            failed = next((f for f in done if f.exception() is not None), None)
+            if failed is None and pending:
+                for f in pending:
+                    f.cancel()
+                raise StorageError(
+                    f"{len(pending)} blob write(s) to {self.store!r} not acknowledged within "
+                    f"MAILQ_STORAGE_DEADLINE ({self.store.deadline:g}s): the storage is too slow; the poll is retried"
+                )
+            if failed is not None:
+                for f in pending:
+                    f.cancel()
+                raise failed.exception()
         if self._unsynced:
             self.store.flush(self._unsynced)
             self._unsynced = []
@@ -238,5 +281,7 @@ def open_store(settings: Settings) -> BlobStore:
     if scheme == "file":
         return LocalBlobStore(url[len("file://") :])
     if scheme == "s3":
-        raise ConfigError("MAILQ_STORAGE_URL: the s3:// backend is not available in this release, use file://PATH")
-    raise ConfigError(f"MAILQ_STORAGE_URL: unsupported scheme {scheme!r}, use file://PATH")
+        from .storage_s3 import open_s3
+
+        return open_s3(settings)
+    raise ConfigError(f"MAILQ_STORAGE_URL: unsupported scheme {scheme!r}, use file://PATH or s3://BUCKET[/PREFIX]")
