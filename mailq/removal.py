@@ -60,9 +60,7 @@ def remove_mailbox(settings: Settings, mailbox: Mailbox) -> dict[str, int]:
     with errors_as_mailq():
         Mailbox.update(paused=True).where(Mailbox.id == mailbox.id).execute()
         blobs = _orphaned_blobs(mailbox.id)
-        store = open_store(settings)
-        for sha in blobs:
-            store.delete(sha)
+        open_store(settings).delete_many(sorted(blobs))  # S3: DeleteObjects, 1,000 keys a request
         with database.atomic():
             msg_ids = Message.select(Message.id).where(Message.mailbox == mailbox.id)
             attachments = Attachment.delete().where(Attachment.message.in_(msg_ids)).execute()

@@ -273,11 +273,11 @@ class S3BlobStore:
 
 
 def _code(exc: BaseException) -> str:
-    return str(getattr(exc, "response", {}).get("Error", {}).get("Code", "") or "")
+    return str((getattr(exc, "response", None) or {}).get("Error", {}).get("Code", "") or "")
 
 
 def _status(exc: BaseException) -> int | None:
-    return getattr(exc, "response", {}).get("ResponseMetadata", {}).get("HTTPStatusCode")
+    return (getattr(exc, "response", None) or {}).get("ResponseMetadata", {}).get("HTTPStatusCode")
 
 
 _stores: dict[tuple, S3BlobStore] = {}
