@@ -67,7 +67,10 @@ def main(argv: list[str] | None = None) -> int:
     results: list[Result] = []
     started = time.monotonic()
     for name in names:
-        console.print(Text(f"▶ {name} ({'quick' if args.quick else 'full'}, seed {args.seed}, {args.db})"))
+        where = SCENARIOS[name].db or args.db
+        if SCENARIOS[name].storage != "file":
+            where += f" + {SCENARIOS[name].storage}"
+        console.print(Text(f"▶ {name} ({'quick' if args.quick else 'full'}, seed {args.seed}, {where})"))
         result = run_scenario(
             name,
             quick=args.quick,

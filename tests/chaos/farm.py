@@ -21,6 +21,7 @@ from mailq import config, db
 from tests.chaos.procs import FarmProcess, Supervisor
 from tests.testbed.dovecot import Dovecot
 from tests.testbed.redisd import RedisServer
+from tests.testbed.s3d import S3Server
 
 PG_ADMIN_DSN = os.environ.get("MAILQ_CHAOS_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 """Admin connection used to create and drop the farm's own PostgreSQL database."""
@@ -35,9 +36,11 @@ class FarmError(RuntimeError):
 class Farm:
     """Everything one scenario runs on; use as a context manager so every child is gone afterwards."""
 
-    def __init__(self, root: Path, db_kind: str = "sqlite", interval: int = 2, settings_env: dict | None = None):
+    def __init__(self, root: Path, db_kind: str = "sqlite", interval: int = 2, settings_env: dict | None = None, storage: str = "file"):
         if db_kind not in ("sqlite", "postgresql"):
             raise ValueError(f"db_kind must be sqlite or postgresql, got {db_kind!r}")
+        if storage not in ("file", "s3"):
+            raise ValueError(f"storage must be file or s3, got {storage!r}")
         self.root = Path(root).absolute()
         self.db_kind = db_kind
         self.interval = interval
@@ -52,6 +55,9 @@ class Farm:
         self.env: dict[str, str] = {}
         self.schedulers: list[FarmProcess] = []
         self.workers: list[FarmProcess] = []
+        self.hosts: list = []  # tests.chaos.hosts.Host, for the multi-host scenarios
+        self.s3 = S3Server(self.root / "s3") if storage == "s3" else None
+        self._saved_env: dict[str, str | None] = {}
 
     # -- lifecycle -------------------------------------------------------
 
@@ -70,11 +76,12 @@ class Farm:
         (self.root / "var").mkdir(parents=True, exist_ok=True)
         self.redis.start()
         self.dovecot.start()
+        aws_env = self._start_s3()
         database_url = self._create_database()
         env = {
             "MAILQ_VAR_DIR": str(self.root / "var"),
             "MAILQ_DATABASE_URL": database_url,
-            "MAILQ_STORAGE_URL": f"file://{self.root / 'var' / 'blobs'}",
+            "MAILQ_STORAGE_URL": self.s3.url("farm") if self.s3 else f"file://{self.root / 'var' / 'blobs'}",
             "MAILQ_REDIS_URL": self.redis.url,
             "MAILQ_SECRET_KEY": Fernet.generate_key().decode(),
             "MAILQ_POLL_INTERVAL": str(self.interval),
@@ -91,7 +98,7 @@ class Farm:
         env.update(self.extra_env)
         self.settings = config.load(env, env_file=None)
         base = {k: os.environ[k] for k in CHILD_BASE_ENV if k in os.environ}
-        self.env = {**base, "TZ": "UTC", "PYTHONUNBUFFERED": "1", "COLUMNS": "200", **self.settings.as_env()}
+        self.env = {**base, "TZ": "UTC", "PYTHONUNBUFFERED": "1", "COLUMNS": "200", **aws_env, **self.settings.as_env()}
         self.cli("db", "upgrade")
         db.bind(self.settings.database_url)
         self.supervisor.start()
@@ -99,13 +106,34 @@ class Farm:
     def close(self) -> None:
         """Stop every child process and service; drop the PostgreSQL database. Safe to call twice."""
         errors = []
-        for step in (self.supervisor.stop_all, db.close, self.redis.stop, self.dovecot.stop, self._drop_database):
+        for step in (self.supervisor.stop_all, db.close, self.redis.stop, self.dovecot.stop, self._drop_database, self._stop_s3):
             try:
                 step()
             except Exception as exc:  # keep tearing down; report the first problem at the end
                 errors.append(exc)
         if errors:
             print(f"chaos: teardown problem: {errors[0]!r}", file=sys.stderr)
+
+    def _start_s3(self) -> dict[str, str]:
+        """The S3 server, and its standard AWS environment for the children and for this process (the verifier reads blobs)."""
+        if self.s3 is None:
+            return {}
+        self.s3.start()
+        env = self.s3.env()
+        for name, value in env.items():
+            self._saved_env.setdefault(name, os.environ.get(name))
+            os.environ[name] = value
+        return env
+
+    def _stop_s3(self) -> None:
+        if self.s3 is not None:
+            self.s3.stop()
+        for name, value in self._saved_env.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        self._saved_env = {}
 
     def _create_database(self) -> str:
         if self.db_kind == "sqlite":
@@ -201,6 +229,16 @@ class Farm:
             self.start_scheduler()
         for _ in range(workers):
             self.start_worker()
+
+    def start_hosts(self, count: int, workers: int) -> list:
+        """`count` simulated hosts (tests/chaos/hosts.py), each with a scheduler and `workers` workers."""
+        from tests.chaos.hosts import Host
+
+        for i in range(count):
+            host = Host(self, f"host-{chr(ord('a') + i)}", workers)
+            self.hosts.append(host)
+            host.start()
+        return self.hosts
 
     def logs(self) -> str:
         """Everything the farm's processes wrote to stdout/stderr so far."""

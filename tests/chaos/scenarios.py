@@ -252,6 +252,93 @@ def flood(run: Run) -> list[float]:
     return [seen - t0]
 
 
+def _polls_by_host(hosts, since) -> dict[str, tuple[int, set[int]]]:
+    """host name -> (polls started since `since`, mailboxes they covered), from the poll runs' worker pids."""
+    from mailq.models import PollRun
+
+    owner = {pid: h.name for h in hosts for pid in h.note_pids()}
+    out: dict[str, tuple[int, set[int]]] = {h.name: (0, set()) for h in hosts}
+    try:
+        for mailbox_id, worker in PollRun.select(PollRun.mailbox, PollRun.worker).where(PollRun.started_at >= since).tuples():
+            pid = (worker or "").rsplit(":", 1)[-1]
+            name = owner.get(int(pid)) if pid.isdigit() else None
+            if name:
+                count, boxes = out[name]
+                boxes.add(mailbox_id)
+                out[name] = (count + 1, boxes)
+    finally:
+        db.close()
+    return out
+
+
+def _wait_polls(hosts, since, done: Callable[[dict], bool], timeout: float) -> tuple[float | None, dict]:
+    """Seconds until `done(polls_by_host)` holds (None if it never did within `timeout`), and the last counts."""
+    start, deadline = time.monotonic(), time.monotonic() + timeout
+    while True:
+        polls = _polls_by_host(hosts, since)
+        if done(polls):
+            return time.monotonic() - start, polls
+        if time.monotonic() > deadline:
+            return None, polls
+        faults.hold(0.5)
+
+
+def host_loss(run: Run) -> list[float]:
+    """Two hosts (no shared file system: PostgreSQL, Redis, S3); SIGKILL every process of one mid-ingest.
+
+    The survivor must carry every mailbox alone, nothing lost or doubled; then the
+    dead host boots again and the two share the polls once more.
+    """
+    from mailq.models import PollRun, utcnow
+
+    hosts, total = run.farm.hosts, run.size.mailboxes
+    out = []
+    for _ in range(run.size.trials):
+        victim = run.rng.choice(hosts)
+        survivor = next(h for h in hosts if h is not victim)
+        since = utcnow()
+        took, polls = _wait_polls(hosts, since, lambda p: all(n >= 5 for n, _ in p.values()), 60)
+        if took is None:
+            raise Stuck(f"both hosts should be polling before the fault: { ({k: n for k, (n, _) in polls.items()}) }")
+        run.pause(0.5, 2.0)
+        victim_pids = victim.note_pids()
+        in_flight = sum(
+            1
+            for (worker,) in PollRun.select(PollRun.worker).where(PollRun.outcome == "running").tuples()
+            if (worker or "").rsplit(":", 1)[-1].isdigit() and int(worker.rsplit(":", 1)[-1]) in victim_pids
+        )
+        db.close()
+        killed_wall, killed = utcnow(), time.monotonic()
+        processes = victim.kill()
+        run.log(f"  host-loss: {victim.name} killed ({processes} processes, {in_flight} polls in flight)")
+        out.append(run.recover(killed))
+        alone_s, polls = _wait_polls(hosts, killed_wall, lambda p, s=survivor.name: len(p[s][1]) >= total, 120)
+        if alone_s is None:
+            raise Stuck(f"{survivor.name} polled only {len(polls[survivor.name][1])} of {total} mailboxes after the loss")
+        faults.hold(run.size.fault_s)  # the survivor alone, mail still arriving
+        victim.start()
+        back = utcnow()
+        run.log(f"  host-loss: {victim.name} back")
+        share_s, polls = _wait_polls(
+            hosts, back, lambda p, v=victim.name: p[v][0] >= 20 and p[v][0] >= 0.3 * sum(n for n, _ in p.values()), 90
+        )
+        if share_s is None:
+            raise Stuck(f"{victim.name} did not take its share again after returning: { ({k: n for k, (n, _) in polls.items()}) }")
+        run.recover(time.monotonic())
+        run.notes.setdefault("trials_detail", []).append(
+            {
+                "victim": victim.name,
+                "processes_killed": processes,
+                "polls_in_flight": in_flight,
+                "survivor_polled_all_s": round(alone_s, 1),
+                "share_back_s": round(share_s, 1),
+                "polls_after_return": {k: n for k, (n, _) in polls.items()},
+            }
+        )
+    run.notes.update(hosts=len(hosts), workers_per_host=run.size.workers, mailboxes=total)
+    return out
+
+
 MIX_FAULTS = ["worker-kill", "scheduler-kill", "redis-flush", "redis-restart", "dovecot-down", "uidvalidity", "db-unavailable"]
 
 
@@ -331,6 +418,9 @@ class Scenario:
     quick: Size
     schedulers: int = 1
     doc: str = ""
+    hosts: int = 0  # >0: that many simulated hosts (tests/chaos/hosts.py) instead of one farm
+    storage: str = "file"  # or "s3": the farm's private S3 server
+    db: str | None = None  # a database the scenario needs whatever --db says
 
 
 SCENARIOS: dict[str, Scenario] = {
@@ -408,6 +498,16 @@ SCENARIOS: dict[str, Scenario] = {
             doc="10,000 new messages in one mailbox while 99 others keep their latency",
         ),
         Scenario(
+            "host-loss",
+            host_loss,
+            Size(mailboxes=200, rate=40, trials=2, workers=3, interval=10, fault_s=10),
+            Size(mailboxes=200, rate=20, trials=1, workers=2, interval=10, fault_s=5),
+            hosts=2,
+            storage="s3",
+            db="postgresql",
+            doc="two hosts on PostgreSQL + S3, no shared disk; SIGKILL all of one host, then it returns",
+        ),
+        Scenario(
             "mix",
             mix,
             Size(mailboxes=20, rate=20, trials=10, fault_s=8),
@@ -432,18 +532,22 @@ def run_scenario(
     """Set up a fresh farm, feed mail, inject the scenario's faults, drain, verify; never leaves a child behind."""
     scenario = SCENARIOS[name]
     size = size or (scenario.quick if quick else scenario.full)
+    db_kind = scenario.db or db_kind
     rng = random.Random(f"{seed}:{name}")
     base = Path(tempfile.mkdtemp(prefix=f"chaos-{name}-", dir=root))
     notes: dict = {}
     recoveries: list[float] = []
     started = time.monotonic()
     try:
-        with Farm(base, db_kind=db_kind, interval=size.interval) as farm:
+        with Farm(base, db_kind=db_kind, interval=size.interval, storage=scenario.storage) as farm:
             users = farm.add_mailboxes(size.mailboxes)
             feeder = Feeder(farm.dovecot, users, size.rate, seed=rng.randrange(1 << 30))
             watcher = Watcher().start()
             try:
-                farm.start_farm(size.workers, schedulers=scenario.schedulers)
+                if scenario.hosts:
+                    farm.start_hosts(scenario.hosts, size.workers)
+                else:
+                    farm.start_farm(size.workers, schedulers=scenario.schedulers)
                 feeder.start()
                 run = Run(farm, feeder, watcher, rng, size, notes, log)
                 faults.hold(1.0)  # some mail in flight, then make sure the farm works before any fault
@@ -474,6 +578,7 @@ def run_scenario(
             if verdict.dup_detail:
                 notes["dup_examples"] = verdict.dup_detail[:5]
             notes["logs"] = str(base / "logs")
+            notes.update(db=db_kind, storage=scenario.storage)
     except Exception as exc:
         notes["problem"] = f"harness error: {exc!r}"
         keep = True
