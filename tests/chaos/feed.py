@@ -95,6 +95,10 @@ class Feeder:
         return out
 
 
+LOOKBACK = 2000
+"""Message ids below the highest seen that are read again (see ``Watcher.poll_once``)."""
+
+
 class Watcher:
     """Polls the message table every 0.2 s and records when each sha256 first appeared."""
 
@@ -103,6 +107,7 @@ class Watcher:
         self.seen: dict[str, float] = {}  # sha256 -> time.monotonic() first seen
         self.rows = 0
         self.last_id = 0
+        self._ids: set[int] = set()
         self.db_errors = 0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -137,13 +142,17 @@ class Watcher:
             pass
 
     def poll_once(self) -> None:
-        cursor = db.database.execute_sql("SELECT id, sha256 FROM message WHERE id > %s ORDER BY id" % int(self.last_id))
-        rows = cursor.fetchall()
+        # PostgreSQL hands out ids when a row is inserted, not when it commits: with several writers a
+        # lower id can become visible after a higher one was seen. So look back LOOKBACK ids every time.
+        low = max(0, self.last_id - LOOKBACK)
+        cursor = db.database.execute_sql("SELECT id, sha256 FROM message WHERE id > %s ORDER BY id" % int(low))
+        rows = [(i, sha) for i, sha in cursor.fetchall() if i not in self._ids]
         if not rows:
             return
         now = time.monotonic()
         with self._cond:
             for row_id, sha in rows:
+                self._ids.add(row_id)
                 self.rows += 1
                 self.last_id = max(self.last_id, row_id)
                 if sha and sha not in self.seen:
