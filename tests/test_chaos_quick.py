@@ -37,3 +37,19 @@ def test_nothing_is_lost_or_stored_twice_under_faults(name, db_kind, size):
     if name == "password-change":
         assert result.notes["victim_state"] == "auth_error"
         assert result.notes["failed_logins"] == 1
+
+
+def test_losing_a_whole_host_loses_nothing_and_the_host_rejoins():
+    """Two hosts (own working and var directories, host and worker names) on PostgreSQL + S3 (moto's
+    server standing in for AWS), no shared file system; every process of one host SIGKILLed mid-ingest.
+    Reduced from the chaos suite's 200 mailboxes to stay near a minute: `scripts/chaos --scenario host-loss`."""
+    size = Size(mailboxes=24, rate=8, workers=2, interval=4, fault_s=2, trials=1)
+    result = run_scenario("host-loss", quick=True, seed=7, db_kind="sqlite", size=size, log=lambda _: None)
+    assert result.notes["db"] == "postgresql" and result.notes["storage"] == "s3"
+    assert result.messages > 0, result.notes
+    assert (result.lost, result.duplicated) == (0, 0), result.notes
+    assert result.ok and result.recovery_s is not None, result.notes
+    detail = result.notes["trials_detail"][0]
+    assert detail["processes_killed"] == 3  # the host's scheduler and both workers
+    polls = detail["polls_after_return"]
+    assert polls[detail["victim"]] >= 0.3 * sum(polls.values())  # back and sharing the load
