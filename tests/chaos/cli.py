@@ -92,7 +92,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.json:  # written after every scenario, so a long run leaves partial results behind
             Path(args.json).write_text(json.dumps([r.as_json() for r in results], indent=2) + "\n")
     elapsed = time.monotonic() - started
-    console.print(table(results, f"chaos ({'quick' if args.quick else 'full'}, seed {args.seed}, {args.db}, {elapsed:.0f}s)"))
+    forced = {SCENARIOS[n].db for n in names}
+    where = forced.pop() if len(forced) == 1 and None not in forced else args.db  # e.g. host-loss: always PostgreSQL
+    console.print(table(results, f"chaos ({'quick' if args.quick else 'full'}, seed {args.seed}, {where}, {elapsed:.0f}s)"))
     for r in results:
         shown = {k: v for k, v in r.notes.items() if k not in ("logs",)}
         console.print(Text(f"{r.scenario}: {json.dumps(shown, default=str)}"), style="dim" if r.ok else "red")

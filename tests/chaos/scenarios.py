@@ -252,23 +252,24 @@ def flood(run: Run) -> list[float]:
     return [seen - t0]
 
 
-def _polls_by_host(hosts, since) -> dict[str, tuple[int, set[int]]]:
-    """host name -> (polls started since `since`, mailboxes they covered), from the poll runs' worker pids."""
+def _polls_by_host(hosts, since) -> dict[str, tuple[int, dict[int, object]]]:
+    """host name -> (polls started since `since`, {mailbox id: its first poll's start}), from the poll runs' worker pids."""
     from mailq.models import PollRun
 
     owner = {pid: h.name for h in hosts for pid in h.note_pids()}
-    out: dict[str, tuple[int, set[int]]] = {h.name: (0, set()) for h in hosts}
+    counts: dict[str, int] = {h.name: 0 for h in hosts}
+    first: dict[str, dict[int, object]] = {h.name: {} for h in hosts}
     try:
-        for mailbox_id, worker in PollRun.select(PollRun.mailbox, PollRun.worker).where(PollRun.started_at >= since).tuples():
+        query = PollRun.select(PollRun.mailbox, PollRun.worker, PollRun.started_at).where(PollRun.started_at >= since)
+        for mailbox_id, worker, started in query.order_by(PollRun.started_at).tuples():
             pid = (worker or "").rsplit(":", 1)[-1]
             name = owner.get(int(pid)) if pid.isdigit() else None
             if name:
-                count, boxes = out[name]
-                boxes.add(mailbox_id)
-                out[name] = (count + 1, boxes)
+                counts[name] += 1
+                first[name].setdefault(mailbox_id, started)
     finally:
         db.close()
-    return out
+    return {name: (counts[name], first[name]) for name in counts}
 
 
 def _wait_polls(hosts, since, done: Callable[[dict], bool], timeout: float) -> tuple[float | None, dict]:
@@ -283,13 +284,31 @@ def _wait_polls(hosts, since, done: Callable[[dict], bool], timeout: float) -> t
         faults.hold(0.5)
 
 
+def _wait_in_flight(host, timeout: float) -> int:
+    """Wait (bounded) until `host` has polls running; returns how many (0 if none came)."""
+    from mailq.models import PollRun
+
+    deadline = time.monotonic() + timeout
+    while True:
+        host.note_pids()
+        pids = {p.pid for p in host.processes if p.alive()}  # not a previous boot's (its rows may still say running)
+        try:
+            workers = [w for (w,) in PollRun.select(PollRun.worker).where(PollRun.outcome == "running").tuples()]
+        finally:
+            db.close()
+        count = sum(1 for w in workers if (w or "").rsplit(":", 1)[-1].isdigit() and int(w.rsplit(":", 1)[-1]) in pids)
+        if count or time.monotonic() > deadline:
+            return count
+        faults.hold(0.05)
+
+
 def host_loss(run: Run) -> list[float]:
     """Two hosts (no shared file system: PostgreSQL, Redis, S3); SIGKILL every process of one mid-ingest.
 
     The survivor must carry every mailbox alone, nothing lost or doubled; then the
     dead host boots again and the two share the polls once more.
     """
-    from mailq.models import PollRun, utcnow
+    from mailq.models import utcnow
 
     hosts, total = run.farm.hosts, run.size.mailboxes
     out = []
@@ -301,20 +320,15 @@ def host_loss(run: Run) -> list[float]:
         if took is None:
             raise Stuck(f"both hosts should be polling before the fault: { ({k: n for k, (n, _) in polls.items()}) }")
         run.pause(0.5, 2.0)
-        victim_pids = victim.note_pids()
-        in_flight = sum(
-            1
-            for (worker,) in PollRun.select(PollRun.worker).where(PollRun.outcome == "running").tuples()
-            if (worker or "").rsplit(":", 1)[-1].isdigit() and int(worker.rsplit(":", 1)[-1]) in victim_pids
-        )
-        db.close()
+        in_flight = _wait_in_flight(victim, timeout=15)  # mid-ingest: kill while the host is polling
         killed_wall, killed = utcnow(), time.monotonic()
         processes = victim.kill()
         run.log(f"  host-loss: {victim.name} killed ({processes} processes, {in_flight} polls in flight)")
         out.append(run.recover(killed))
-        alone_s, polls = _wait_polls(hosts, killed_wall, lambda p, s=survivor.name: len(p[s][1]) >= total, 120)
-        if alone_s is None:
+        took, polls = _wait_polls(hosts, killed_wall, lambda p, s=survivor.name: len(p[s][1]) >= total, 120)
+        if took is None:
             raise Stuck(f"{survivor.name} polled only {len(polls[survivor.name][1])} of {total} mailboxes after the loss")
+        alone_s = (max(polls[survivor.name][1].values()) - killed_wall).total_seconds()  # every mailbox polled by then
         faults.hold(run.size.fault_s)  # the survivor alone, mail still arriving
         victim.start()
         back = utcnow()
@@ -330,7 +344,7 @@ def host_loss(run: Run) -> list[float]:
                 "victim": victim.name,
                 "processes_killed": processes,
                 "polls_in_flight": in_flight,
-                "survivor_polled_all_s": round(alone_s, 1),
+                "survivor_polled_all_s": round(alone_s, 1),  # since the kill
                 "share_back_s": round(share_s, 1),
                 "polls_after_return": {k: n for k, (n, _) in polls.items()},
             }
