@@ -36,7 +36,7 @@ from tests.testbed.s3d import S3Server  # noqa: E402
 
 def first_ingest(root: Path, label: str, storage_url: str, extra_env: dict, csv: Path, workers: int, total: int) -> dict:
     """One store: fresh database, W workers, every mailbox polled once; seconds until `total` rows."""
-    var = root / label
+    var = root / f"var-{label}"
     env = {
         "PATH": os.environ.get("PATH", ""),
         "HOME": os.environ.get("HOME", "/tmp"),
@@ -127,7 +127,7 @@ def main() -> None:
         total = args.mailboxes * args.messages
         results = []
         for label, url, extra in (
-            ("local", f"file://{root / 'local' / 'blobs'}", {}),
+            ("local", f"file://{root / 'var-local' / 'blobs'}", {}),
             ("s3", s3.url("bench"), s3.env()),
         ):
             import redis as redis_lib
