@@ -10,7 +10,7 @@ import pytest
 
 from mailq import removal
 from mailq.errors import ConfigError, StorageError
-from mailq.models import Mailbox
+from mailq.models import Mailbox, PollRun
 from mailq.poll import poll_mailbox
 from mailq.storage import BlobBatch, open_store, sha256_hex
 from mailq.storage_s3 import S3BlobStore, parse_url
@@ -153,3 +153,19 @@ def test_ingest_to_s3_survives_s3_going_down_mid_poll_then_removal_deletes_the_b
     counts = removal.remove_mailbox(s, Mailbox.get_by_id(mailbox.id))
     assert counts["messages"] == 30 and counts["blobs"] >= 30
     assert s3_server.keys(prefix) == []
+
+
+def test_a_poll_with_wrong_s3_credentials_fails_clearly_and_records_no_secret(settings, dovecot, mail_user, s3_server, s3_url, monkeypatch):
+    user, pw = mail_user
+    dovecot.deliver_many((user, raw) for raw in make_messages(3, seed=3))
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "wrong-secret-value-42")
+    s = s3_settings(settings, s3_url)
+    mailbox = add_mailbox(s, user, pw, port=dovecot.imap_port)
+    result = poll_mailbox(s, mailbox.id)
+    assert (result.outcome, result.error_class, result.new) == ("error", "storage", 0)
+    assert "refused access" in result.error_text and "AWS_ACCESS_KEY_ID" in result.error_text
+    row = Mailbox.get_by_id(mailbox.id)
+    recorded = " ".join([result.error_text, row.last_error or "", *(r.error_text or "" for r in PollRun.select())])
+    for secret in ("wrong-secret-value-42", s3_server.access_key, s3_server.secret_key):
+        assert secret not in recorded
+    assert rows(mailbox.id) == [] and row.state == "failing"  # nothing committed without its blobs
