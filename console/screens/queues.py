@@ -74,6 +74,6 @@ class QueuesScreen(LiveScreen):
         queues, workers = data
         self.query_one("#queues", KeyedTable).sync(queue_rows(queues))
         self.query_one("#workers", KeyedTable).sync((w.name, worker_row(w)) for w in workers)
-        self.query_one("#workers").border_subtitle = (
-            f"{len(workers)} online, {sum(1 for w in workers if w.state == 'busy')} busy, {sum(1 for w in workers if w.stale)} stale"
-        )
+        busy = sum(1 for w in workers if w.state == "busy")
+        stale = sum(1 for w in workers if w.stale)
+        self.query_one("#workers").border_subtitle = f"{len(workers)} online, {busy} busy, {stale} stale"
