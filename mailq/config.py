@@ -125,9 +125,20 @@ SETTINGS: dict[str, Setting] = {
         "MAILQ_MAX_MESSAGE_BYTES", "52428800", lambda n, r: _int(n, r, 1), "messages larger than this are recorded as skipped, not fetched"
     ),
     "connect_timeout": Setting(
-        "MAILQ_CONNECT_TIMEOUT", "10", lambda n, r: _float(n, r, 0.1), "seconds to connect and finish TLS to an IMAP server"
+        "MAILQ_CONNECT_TIMEOUT",
+        "10",
+        lambda n, r: _float(n, r, 0.1),
+        "seconds to connect, finish TLS, read the greeting and log in, in total",
     ),
-    "read_timeout": Setting("MAILQ_READ_TIMEOUT", "60", lambda n, r: _float(n, r, 0.1), "seconds to wait for any single IMAP response"),
+    "read_timeout": Setting(
+        "MAILQ_READ_TIMEOUT", "60", lambda n, r: _float(n, r, 0.1), "seconds an IMAP answer may stall (see MAILQ_MIN_TRANSFER_RATE)"
+    ),
+    "min_transfer_rate": Setting(
+        "MAILQ_MIN_TRANSFER_RATE",
+        "16384",
+        lambda n, r: _int(n, r, 1),
+        "bytes/s an IMAP answer must keep up over each MAILQ_READ_TIMEOUT window, or the connection is closed",
+    ),
     "ca_file": Setting("MAILQ_CA_FILE", "", _str, "extra CA bundle to verify IMAP servers (a mailbox may set its own)"),
     "fetch_batch": Setting("MAILQ_FETCH_BATCH", "100", lambda n, r: _int(n, r, 1), "messages fetched and committed per batch"),
     "fetch_batch_bytes": Setting(
@@ -195,6 +206,7 @@ class Settings:
     max_message_bytes: int
     connect_timeout: float
     read_timeout: float
+    min_transfer_rate: int
     ca_file: str
     fetch_batch: int
     fetch_batch_bytes: int
