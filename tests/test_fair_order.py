@@ -1,0 +1,33 @@
+"""Due polls are enqueued in due order, ties by mailbox id as a number (not Redis' string order of members)."""
+
+from __future__ import annotations
+
+import time
+
+from rq import Queue
+
+from mailq import mailboxes, schedule
+from mailq.queues import connect
+from mailq.scheduler import PollScheduler
+
+
+def test_due_polls_are_enqueued_in_due_order_then_by_numeric_mailbox_id(settings):
+    ids = [
+        mailboxes.save(
+            settings,
+            mailboxes.validate(name=f"m{i}", host="127.0.0.1", port=143, security="plain", username=f"m{i}", password="pw", interval=60),
+        )[0].id
+        for i in range(30)
+    ]
+    assert len(schedule.reconcile(settings).added) == 30
+    conn = connect(settings)
+    now = int(time.time())
+    early = [ids[25], ids[12]]  # due a few seconds before the rest, which all share one score
+    conn.zadd(schedule.SCHEDULED_KEY, {schedule.job_id(i): now - 5 for i in ids}, xx=True)
+    conn.zadd(schedule.SCHEDULED_KEY, {schedule.job_id(ids[25]): now - 9, schedule.job_id(ids[12]): now - 8}, xx=True)
+    redis_order = [schedule.mailbox_id_of(m.decode()) for m in conn.zrange(schedule.SCHEDULED_KEY, 2, -1)]
+    assert redis_order != sorted(redis_order)  # string order: 1, 10, 11, ... 19, 2, 20, ...
+
+    PollScheduler(settings, conn).enqueue_jobs()
+    order = [job.args[0] for job in Queue("email", connection=conn).jobs]
+    assert order == early + sorted(i for i in ids if i not in early)
