@@ -153,6 +153,12 @@ SETTINGS: dict[str, Setting] = {
     "poll_budget_seconds": Setting(
         "MAILQ_POLL_BUDGET_SECONDS", "60", lambda n, r: _float(n, r, 1), "a poll stops starting new batches after this many seconds"
     ),
+    "failing_poll_slots": Setting(
+        "MAILQ_FAILING_POLL_SLOTS",
+        "2",
+        lambda n, r: _int(n, r, 1),
+        "polls of failing mailboxes running at once, farm-wide (keep below the worker count: the rest is healthy mail's)",
+    ),
     "backoff_base": Setting(
         "MAILQ_BACKOFF_BASE", "30", lambda n, r: _float(n, r, 0), "first retry delay after a transient failure (doubles each time)"
     ),
@@ -212,6 +218,7 @@ class Settings:
     fetch_batch_bytes: int
     poll_budget_messages: int
     poll_budget_seconds: float
+    failing_poll_slots: int
     backoff_base: float
     backoff_max: float
     scheduler_interval: float

@@ -31,3 +31,21 @@ def test_due_polls_are_enqueued_in_due_order_then_by_numeric_mailbox_id(settings
     PollScheduler(settings, conn).enqueue_jobs()
     order = [job.args[0] for job in Queue("email", connection=conn).jobs]
     assert order == early + sorted(i for i in ids if i not in early)
+
+
+def test_failing_mailboxes_poll_only_within_their_slots_and_a_dead_holders_slot_frees_itself(settings):
+    from mailq import retry_slots
+    from mailq.models import Mailbox
+
+    one = settings.replace(failing_poll_slots=1)
+    conn = connect(settings)
+    failing = [Mailbox(id=i, state="failing", consecutive_failures=3) for i in (1, 2)]
+    healthy = Mailbox(id=3, state="ok", consecutive_failures=0)
+    with retry_slots.slot(one, conn, failing[0]) as first:
+        with retry_slots.slot(one, conn, failing[1]) as second, retry_slots.slot(one, conn, healthy) as ok:
+            assert (first, second, ok) == (True, False, True)
+    with retry_slots.slot(one, conn, failing[1]) as again:
+        assert again  # released on exit
+    conn.zadd(retry_slots.KEY, {"killed-worker": time.time() - 1})  # a holder that died: its expiry has passed
+    with retry_slots.slot(one, conn, failing[0]) as after_death:
+        assert after_death
