@@ -3,13 +3,13 @@
 Backoff alone does not bound it: each failing mailbox holds at most one worker
 (its claim) for at most one poll (MAILQ_POLL_BUDGET_SECONDS + MAILQ_READ_TIMEOUT,
 see ``wire``), but a hundred failing mailboxes retrying at once can still take
-every worker. A mailbox that keeps failing (its last two polls or more failed
-on the connection: timeouts, drops, refused answers) polls only while it holds one of
+every worker. A mailbox that keeps failing (its last poll timed out, which is
+what holds a worker, or its last two polls or more failed) polls only while it holds one of
 MAILQ_FAILING_POLL_SLOTS slots (a Redis sorted set of holders, each expiring
 after the longest a poll can take, so a killed worker's slot frees itself);
 without a slot the poll is skipped without connecting and the next interval
 tries again. Healthy mailboxes never need a slot, nor does the first retry
-after one failure (a hiccup) or a folder error (it holds no worker long): at
+after one quick failure (a dropped connection) or a folder error: at
 least ``workers - MAILQ_FAILING_POLL_SLOTS`` workers are always theirs.
 """
 
@@ -41,7 +41,9 @@ return 0
 
 
 def needs_slot(mailbox: Mailbox) -> bool:
-    return mailbox.state == "failing" and (mailbox.consecutive_failures or 0) >= 2 and mailbox.last_error_class != FOLDER_ERROR
+    if mailbox.state != "failing" or mailbox.last_error_class == FOLDER_ERROR:
+        return False
+    return mailbox.last_error_class == "timeout" or (mailbox.consecutive_failures or 0) >= 2
 
 
 @contextlib.contextmanager

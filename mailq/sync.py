@@ -271,6 +271,10 @@ def _prepare(
         item.parsed = mime.parse(item.raw)
         for att in item.parsed.attachments:
             blobs.put(att.data, att.sha256)
+            att.data = b""  # written: only its hash and size are needed from here on
+    for item in items.values():
+        item.raw = None
+    batch.bodies.clear()  # the bytes are in the blob store now; the batch waiting to commit holds rows only
     return _Prepared(items, blobs)
 
 

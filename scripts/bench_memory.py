@@ -89,15 +89,19 @@ def main() -> None:
         big = message(args.big_mb * 1024 * 1024, 1)
         dovecot.deliver("big", big)
         dovecot.deliver_many(("many", message(1024 * 1024, i)) for i in range(args.many))
-        cases = [("big", f"one {len(big) / 1e6:.1f} MB message", len(big)), ("many", f"{args.many} x 1 MB messages", 1024 * 1024)]
+        batch = 16 * 1024 * 1024  # MAILQ_FETCH_BATCH_BYTES' default
+        cases = [
+            ("big", f"one {len(big) / 1e6:.1f} MB message", len(big), "S"),
+            ("many", f"{args.many} x 1 MB messages", batch, "FETCH_BATCH_BYTES"),
+        ]
         trees = [("this tree", ROOT)] + ([("baseline", args.baseline.resolve())] if args.baseline else [])
-        for user, label, size in cases:
+        for user, label, size, unit in cases:
             for name, tree in trees:
                 r = run(tree, work, dovecot.imap_port, user, f"pw-{user}")
                 grew = r["peak"] - r["idle"]
                 print(
                     f"{label:24} {name:10} idle {r['idle'] / 2**20:6.0f} MiB  peak {r['peak'] / 2**20:6.0f} MiB  "
-                    f"peak-idle {grew / 2**20:6.0f} MiB = {grew / size:5.1f} x S  ({r['outcome']}, {r['new']} new, {r['seconds']} s)"
+                    f"peak-idle {grew / 2**20:6.0f} MiB = {grew / size:4.1f} x {unit}  ({r['outcome']}, {r['new']} new, {r['seconds']} s)"
                 )
     finally:
         dovecot.stop()

@@ -41,13 +41,16 @@ def test_failing_mailboxes_poll_only_within_their_slots_and_a_dead_holders_slot_
     conn = connect(settings)
     failing = [Mailbox(id=i, state="failing", consecutive_failures=3, last_error_class="timeout") for i in (1, 2)]
     healthy = Mailbox(id=3, state="ok", consecutive_failures=0)
-    hiccup = Mailbox(id=4, state="failing", consecutive_failures=1, last_error_class="timeout")
+    hiccup = Mailbox(id=4, state="failing", consecutive_failures=1, last_error_class="connection")
     bad_folder = Mailbox(id=5, state="failing", consecutive_failures=9, last_error_class="folder")
     with retry_slots.slot(one, conn, failing[0]) as first:
         with retry_slots.slot(one, conn, failing[1]) as second, retry_slots.slot(one, conn, healthy) as ok:
             assert (first, second, ok) == (True, False, True)
             with retry_slots.slot(one, conn, hiccup) as a, retry_slots.slot(one, conn, bad_folder) as b:
                 assert a and b
+            timed_out = Mailbox(id=6, state="failing", consecutive_failures=1, last_error_class="timeout")
+            with retry_slots.slot(one, conn, timed_out) as c:
+                assert not c  # a timeout is what holds workers: gated from the first one
     with retry_slots.slot(one, conn, failing[1]) as again:
         assert again  # released on exit
     conn.zadd(retry_slots.KEY, {"killed-worker": time.time() - 1})  # a holder that died: its expiry has passed
