@@ -28,6 +28,10 @@ from .imap_helpers import add_mailbox, append, rows, server_view, stored_bytes
 from .server_helpers import cyrus, imap_server, server_user  # noqa: F401 (fixtures)
 
 
+BINARY_BODY = b"From: nul@example.com\r\nSubject: binary body\r\nMessage-ID: <nul@example.com>\r\n\r\nbefore\x00after\r\nbare\nlf\r\n"
+"""NUL bytes and a bare LF in the body: Cyrus takes it (as a ~{n} literal) and sends it back as ~{n}."""
+
+
 def _hashes(raws) -> collections.Counter:
     return collections.Counter(hashlib.sha256(r).hexdigest() for r in raws)
 
@@ -193,8 +197,8 @@ def test_hostile_corpus_is_stored_raw_and_nothing_lands_outside_the_blob_root(se
     limit = 400_000  # above every corpus message
     assert max(len(raw) for _, raw in CORPUS) < limit
     oversize = b"From: big@example.com\r\nSubject: too big\r\nMessage-ID: <big@example.com>\r\n\r\n" + (b"x" * 78 + b"\r\n") * 6000
-    # Cyrus refuses some of the corpus at APPEND (zero length, invalid headers): what it stored is the corpus there
-    stored_count = imap_server.deliver_many((user, raw) for raw in [raw for _, raw in CORPUS] + [oversize])
+    # Cyrus refuses some of the corpus at APPEND (empty, NUL or bare LF in headers): what it stored is the corpus there
+    stored_count = imap_server.deliver_many((user, raw) for raw in [raw for _, raw in CORPUS] + [BINARY_BODY, oversize])
     corpus_count = stored_count - 1
     assert corpus_count >= len(CORPUS) - 6
     mailbox = add_mailbox(settings, user, pw, port=imap_server.imap_port)
@@ -210,6 +214,22 @@ def test_hostile_corpus_is_stored_raw_and_nothing_lands_outside_the_blob_root(se
     assert skipped[0].subject == "too big" and "MAILQ_MAX_MESSAGE_BYTES" in skipped[0].skipped_reason
     assert stored_bytes(settings, mailbox.id) == {uid: raw for uid, (raw, _) in server.items() if len(raw) <= limit}
     assert any(r.parse_defects for r in stored)
+    raws = [raw for raw, _ in server.values()]
+    kept = {
+        "nul": any(b"\x00" in r for r in raws),
+        "bare_lf": any(re.search(rb"[^\r]\n", r) for r in raws),
+        "8bit_headers": any(re.search(rb"[\x80-\xff]", r.split(b"\r\n\r\n")[0]) for r in raws),
+    }
+    # what each server sends back of what was delivered (each stored exactly as sent, above):
+    # Dovecot turns NUL into 0x80 and bare LF into CRLF, keeps 8-bit headers; Cyrus keeps NUL and bare LF
+    # (sent back in ~{n} literals) and replaces 8-bit header bytes (munge8bit)
+    assert (
+        kept
+        == {
+            "dovecot": {"nul": False, "bare_lf": False, "8bit_headers": True},
+            "cyrus": {"nul": True, "bare_lf": True, "8bit_headers": False},
+        }[imap_server.name]
+    )
 
     blob_root = open_store(settings).root
     created = {p for p in tmp_path.rglob("*")} - before
