@@ -27,7 +27,6 @@ from .helpers import wait_for
 from .imap_helpers import add_mailbox, append, rows, server_view, stored_bytes
 from .server_helpers import cyrus, imap_server, server_user  # noqa: F401 (fixtures)
 
-
 BINARY_BODY = b"From: nul@example.com\r\nSubject: binary body\r\nMessage-ID: <nul@example.com>\r\n\r\nbefore\x00after\r\nbare\nlf\r\n"
 """NUL bytes and a bare LF in the body: Cyrus takes it (as a ~{n} literal) and sends it back as ~{n}."""
 
