@@ -134,9 +134,20 @@ SETTINGS: dict[str, Setting] = {
         "MAILQ_MAX_MESSAGE_BYTES", "52428800", lambda n, r: _int(n, r, 1), "messages larger than this are recorded as skipped, not fetched"
     ),
     "connect_timeout": Setting(
-        "MAILQ_CONNECT_TIMEOUT", "10", lambda n, r: _float(n, r, 0.1), "seconds to connect and finish TLS to an IMAP server"
+        "MAILQ_CONNECT_TIMEOUT",
+        "10",
+        lambda n, r: _float(n, r, 0.1),
+        "seconds to connect, finish TLS, read the greeting and log in, in total",
     ),
-    "read_timeout": Setting("MAILQ_READ_TIMEOUT", "60", lambda n, r: _float(n, r, 0.1), "seconds to wait for any single IMAP response"),
+    "read_timeout": Setting(
+        "MAILQ_READ_TIMEOUT", "60", lambda n, r: _float(n, r, 0.1), "seconds an IMAP answer may stall (see MAILQ_MIN_TRANSFER_RATE)"
+    ),
+    "min_transfer_rate": Setting(
+        "MAILQ_MIN_TRANSFER_RATE",
+        "16384",
+        lambda n, r: _int(n, r, 1),
+        "bytes/s an IMAP answer must keep up over each MAILQ_READ_TIMEOUT window, or the connection is closed",
+    ),
     "ca_file": Setting("MAILQ_CA_FILE", "", _str, "extra CA bundle to verify IMAP servers (a mailbox may set its own)"),
     "fetch_batch": Setting("MAILQ_FETCH_BATCH", "100", lambda n, r: _int(n, r, 1), "messages fetched and committed per batch"),
     "fetch_batch_bytes": Setting(
@@ -150,6 +161,12 @@ SETTINGS: dict[str, Setting] = {
     ),
     "poll_budget_seconds": Setting(
         "MAILQ_POLL_BUDGET_SECONDS", "60", lambda n, r: _float(n, r, 1), "a poll stops starting new batches after this many seconds"
+    ),
+    "failing_poll_slots": Setting(
+        "MAILQ_FAILING_POLL_SLOTS",
+        "2",
+        lambda n, r: _int(n, r, 1),
+        "polls of failing mailboxes running at once, farm-wide (keep below the worker count: the rest is healthy mail's)",
     ),
     "backoff_base": Setting(
         "MAILQ_BACKOFF_BASE", "30", lambda n, r: _float(n, r, 0), "first retry delay after a transient failure (doubles each time)"
@@ -206,11 +223,13 @@ class Settings:
     max_message_bytes: int
     connect_timeout: float
     read_timeout: float
+    min_transfer_rate: int
     ca_file: str
     fetch_batch: int
     fetch_batch_bytes: int
     poll_budget_messages: int
     poll_budget_seconds: float
+    failing_poll_slots: int
     backoff_base: float
     backoff_max: float
     scheduler_interval: float

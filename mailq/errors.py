@@ -73,12 +73,25 @@ class ProtocolError(ImapError):
     """Raised when the server answers NO/BAD/BYE or something unparseable."""
 
 
+class ResponseRefusedError(ImapConnectionError):
+    """Raised when a server's answer is over a limit (a literal, a line, a whole answer): refused unread, connection closed.
+
+    ``uid`` names the message whose literal was refused, when it is known: that
+    message is then recorded as skipped, so the next poll moves past it.
+    """
+
+    def __init__(self, message: str, *, uid: int | None = None, orig: BaseException | None = None):
+        super().__init__(message, orig=orig)
+        self.uid = uid
+
+
 _KINDS = {
     AuthError: "auth",
     ImapConnectionError: "connection",
     ImapTimeoutError: "timeout",
     TLSError: "tls",
     ProtocolError: "protocol",
+    ResponseRefusedError: "refused",
     DatabaseError: "database",
     QueueError: "redis",
     ConfigError: "config",

@@ -5,6 +5,10 @@ whose text names the server and says what to do, so the caller (sync, health,
 CLI) never sees imaplib or ssl exceptions. The password is never part of an
 error text or a log line.
 
+All I/O goes through a :class:`wire.Wire` (deadlines and size limits enforced
+while reading, see ``mailq.wire``), and imapclient's parser reads RFC 3516
+binary literals (``mailq.literal8``).
+
 TLS is verified by default (``ssl.create_default_context()``, plus the mailbox's
 or the global CA file): ``imaplib.IMAP4_SSL`` without a context does not verify
 on Python 3.11. Plain text is used only when the mailbox says ``security=plain``.
@@ -16,18 +20,21 @@ import contextlib
 import imaplib
 import socket
 import ssl
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from imapclient import IMAPClient
+from imapclient import IMAPClient, imap4, tls
 from imapclient import exceptions as imx
-from imapclient.imapclient import SocketTimeout
 
-from . import crypto
+from . import crypto, literal8
 from .config import Settings
 from .errors import AuthError, ImapConnectionError, ImapError, ImapTimeoutError, MailqError, ProtocolError, TLSError
 from .models import Mailbox
+from .wire import Expect, Wire
+
+literal8.install()
 
 # Server texts that mean "come back later", not "bad credentials" (RFC 5530 codes, Exchange).
 _TRANSIENT_LOGIN = ("[UNAVAILABLE]", "[SERVERBUG]", "[LIMIT]", "[INUSE]", "TRY AGAIN", "BACKOFF")
@@ -111,8 +118,9 @@ def _server_text(exc: BaseException) -> str:
 class Session:
     """A logged-in connection. Use as a context manager; every call raises mailq errors only."""
 
-    def __init__(self, client: IMAPClient, mailbox: Mailbox, settings: Settings):
+    def __init__(self, client: Client, mailbox: Mailbox, settings: Settings):
         self.client = client
+        self.wire: Wire = client.wire
         self.mailbox = mailbox
         self.settings = settings
         self.capabilities: set[str] = set()
@@ -125,6 +133,7 @@ class Session:
 
     @contextlib.contextmanager
     def _guard(self, doing: str) -> Iterator[None]:
+        self.wire.doing = doing
         try:
             yield
         except MailqError:
@@ -157,9 +166,18 @@ class Session:
             return self.client.folder_status(folder, items)
 
     def search(self, criteria: list[Any]) -> list[int]:
-        """UID SEARCH; UIDs come back sorted (servers may send them in any order)."""
+        """UID SEARCH; UIDs come back sorted and distinct (servers may send them in any order, even twice)."""
         with self._guard("searching for new messages"):
-            return sorted(int(u) for u in self.client.search(criteria))
+            return sorted({int(u) for u in self.client.search(criteria)})  # a repeated UID counts once
+
+    @contextlib.contextmanager
+    def expecting(self, expect: Expect) -> Iterator[None]:
+        """Commands in this block may only receive the literals ``expect`` allows (checked before they are read)."""
+        self.wire.expect = expect
+        try:
+            yield
+        finally:
+            self.wire.expect = None
 
     def fetch(self, uids: list[int] | str, items: list[str]) -> dict[int, dict[bytes, Any]]:
         with self._guard(f"fetching {items[0] if items else 'messages'}"):
@@ -176,26 +194,101 @@ class Session:
                 pass
 
 
-def _open_client(settings: Settings, mailbox: Mailbox) -> IMAPClient:
-    """TCP (+TLS) and greeting within the connect timeout; the read timeout applies afterwards."""
-    timeout = SocketTimeout(connect=settings.connect_timeout, read=settings.read_timeout)
+class _WiredIO:
+    """imaplib's three I/O routines (read, readline, send) and its socket, through the connection's Wire."""
+
+    wire: Wire
+
+    def _create_socket(self, timeout=None):
+        return self._secure(self.wire.connect(self.host, self.port))
+
+    def _secure(self, sock: socket.socket) -> socket.socket:
+        return sock
+
+    def read(self, size):
+        return self.wire.read(self.sock, size)
+
+    def readline(self):
+        return self.wire.readline(self.sock)
+
+    def send(self, data):
+        self.wire.send(self.sock, data)
+
+
+class _PlainIMAP4(_WiredIO, imap4.IMAP4WithTimeout):
+    def __init__(self, host: str, port: int, wire: Wire):
+        self.wire = wire
+        super().__init__(host, port, None)
+
+
+class _TLSIMAP4(_WiredIO, tls.IMAP4_TLS):
+    def __init__(self, host: str, port: int, ssl_context: ssl.SSLContext, wire: Wire):
+        self.wire = wire
+        super().__init__(host, port, ssl_context, None)
+
+    def _secure(self, sock: socket.socket) -> socket.socket:
+        return _DeadlineContext(self.ssl_context, self.wire).wrap_socket(sock, server_hostname=self.host)
+
+
+class _DeadlineContext:
+    """An SSL context whose handshakes finish by the wire's deadline (used for implicit TLS and STARTTLS)."""
+
+    def __init__(self, context: ssl.SSLContext, wire: Wire):
+        self.context, self.wire = context, wire
+
+    def wrap_socket(self, sock: socket.socket, server_hostname: str | None = None, **_: Any) -> ssl.SSLSocket:
+        tls_sock = self.context.wrap_socket(sock, server_hostname=server_hostname, do_handshake_on_connect=False)
+        self.wire.handshake(tls_sock)
+        return tls_sock
+
+
+class Client(IMAPClient):
+    """IMAPClient whose imaplib connection does its I/O through ``wire``."""
+
+    def __init__(self, host: str, port: int, use_ssl: bool, ssl_context: ssl.SSLContext | None, wire: Wire):
+        self.wire = wire
+        super().__init__(host, port=port, ssl=use_ssl, ssl_context=ssl_context, timeout=None)
+
+    def _create_IMAP4(self):
+        if self.ssl:
+            return _TLSIMAP4(self.host, self.port, self.ssl_context, self.wire)
+        return _PlainIMAP4(self.host, self.port, self.wire)
+
+    def _set_read_timeout(self) -> None:
+        """The wire sets a timeout before every read and write."""
+
+
+def new_wire(settings: Settings, mailbox: Mailbox, deadline: float | None = None) -> Wire:
+    """The wire of one connection; ``deadline`` (monotonic) is when the poll must be over."""
+    now = time.monotonic()
+    return Wire(
+        _where(mailbox),
+        connect_timeout=settings.connect_timeout,
+        read_timeout=settings.read_timeout,
+        min_rate=settings.min_transfer_rate,
+        deadline=deadline if deadline is not None else now + settings.poll_budget_seconds + settings.read_timeout,
+        max_literal=settings.max_message_bytes,
+    )
+
+
+def _open_client(settings: Settings, mailbox: Mailbox, wire: Wire) -> Client:
+    """TCP (+TLS) and greeting (and STARTTLS) by the wire's connect deadline."""
     security = (mailbox.security or "ssl").lower()
     context = ssl_context(settings, mailbox) if security in ("ssl", "starttls") else None
     try:
-        client = IMAPClient(mailbox.host, port=mailbox.port, ssl=security == "ssl", ssl_context=context, timeout=timeout)
+        client = Client(mailbox.host, mailbox.port, security == "ssl", context, wire)
     except Exception as exc:
         raise map_error(exc, mailbox, "connecting", settings.connect_timeout) from None
     if security == "starttls":
         try:
-            client.socket().settimeout(settings.connect_timeout)
+            wire.doing = "starting TLS"
             caps = {c.upper() for c in client.capabilities()}
             if b"STARTTLS" not in caps:
                 raise TLSError(
                     f"{_where(mailbox)} does not offer STARTTLS: use --security ssl (port 993), or plain only on a trusted network"
                 )
-            client.starttls(context)
+            client.starttls(_DeadlineContext(context, wire))
             client._cached_capabilities = None
-            client.socket().settimeout(settings.read_timeout)
         except Exception as exc:
             _shutdown(client)
             raise map_error(exc, mailbox, "starting TLS", settings.connect_timeout) from None
@@ -209,8 +302,9 @@ def _shutdown(client: IMAPClient) -> None:
         pass
 
 
-def _login(client: IMAPClient, settings: Settings, mailbox: Mailbox) -> None:
+def _login(client: Client, settings: Settings, mailbox: Mailbox) -> None:
     password = crypto.decrypt(settings, mailbox.secret, f"the password of mailbox {mailbox.name!r}")
+    client.wire.doing = "logging in"
     try:
         client.login(mailbox.username, password)
     except imx.LoginError as exc:
@@ -231,9 +325,14 @@ def _login(client: IMAPClient, settings: Settings, mailbox: Mailbox) -> None:
 
 
 @contextlib.contextmanager
-def connect(settings: Settings, mailbox: Mailbox) -> Iterator[Session]:
-    """A logged-in :class:`Session` to ``mailbox``'s server, logged out on exit."""
-    client = _open_client(settings, mailbox)
+def connect(settings: Settings, mailbox: Mailbox, deadline: float | None = None) -> Iterator[Session]:
+    """A logged-in :class:`Session` to ``mailbox``'s server, logged out on exit.
+
+    Connecting through reading the capabilities after login finishes within
+    MAILQ_CONNECT_TIMEOUT; nothing is waited for after ``deadline``
+    (``time.monotonic()``; default: one poll's budget plus a read timeout from now).
+    """
+    client = _open_client(settings, mailbox, new_wire(settings, mailbox, deadline))
     try:
         _login(client, settings, mailbox)
     except BaseException:
@@ -242,6 +341,7 @@ def connect(settings: Settings, mailbox: Mailbox) -> Iterator[Session]:
     session = Session(client, mailbox, settings)
     try:
         session.refresh_capabilities()
+        session.wire.connected()
         yield session
     finally:
         session.close()
@@ -261,4 +361,4 @@ def probe(settings: Settings, mailbox: Mailbox) -> Probe:
         return Probe(sorted(session.capabilities), session.list_folders())
 
 
-__all__ = ["ImapError", "Probe", "Session", "connect", "map_error", "probe", "ssl_context"]
+__all__ = ["Client", "ImapError", "Probe", "Session", "connect", "map_error", "new_wire", "probe", "ssl_context"]

@@ -174,7 +174,7 @@ def poll(mailbox_id: int, force: bool = False) -> dict[str, Any]:
 def _run_poll(
     settings: Settings, conn: redis.Redis, mailbox_id: int, force: bool, renewer: locks.Renewer, started: float
 ) -> dict[str, Any]:
-    from . import dispatch
+    from . import dispatch, retry_slots
     from .models import Mailbox
     from .poll import poll_mailbox
 
@@ -184,7 +184,10 @@ def _run_poll(
     schedule.defer(conn, mailbox_id, started + mailbox.interval)
     on_batch = dispatch.batch_enqueuer(settings, conn) if dispatch.configured(settings) else None
     try:
-        result = poll_mailbox(settings, mailbox_id, on_batch=on_batch, heartbeat=renewer.check, force=force)
+        with retry_slots.slot(settings, conn, mailbox) as allowed:
+            if not allowed:
+                return {"mailbox_id": mailbox_id, "outcome": "skipped", "reason": retry_slots.BUSY}
+            result = poll_mailbox(settings, mailbox_id, on_batch=on_batch, heartbeat=renewer.check, force=force)
     except locks.LockLost as exc:
         return {"mailbox_id": mailbox_id, "outcome": "skipped", "reason": str(exc)}
     except NotFoundError as exc:

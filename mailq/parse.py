@@ -16,6 +16,11 @@ with ``compat32`` and decoded with ``email.header`` / ``email.utils`` (the same
 RFC 2047/2231 decoders, ~10x cheaper), and the MIME tree is split on boundary
 lines with ``bytes.find``. Only the first text part is decoded, and only its
 first few KB; attachment payloads are decoded once, for their hash.
+
+Memory: bodies and parts are ``memoryview`` slices of the raw message, never
+copies, so parsing a message of S bytes adds only its decoded attachments
+(about 0.75 x S for base64) to the S already held: copying each level's body
+and parts cost about 3.7 x S on a 40 MB message.
 """
 
 from __future__ import annotations
@@ -44,6 +49,7 @@ _TAGS = re.compile(r"<[^>]*>|&[a-z]+;|&#\d+;", re.I)
 _SPACE = re.compile(r"\s+")
 _HEAD_END = re.compile(rb"\r?\n\r?\n")
 _NOT_B64 = re.compile(rb"[^A-Za-z0-9+/]")
+_NEWLINE = re.compile(rb"\n")
 
 
 @dataclass
@@ -216,14 +222,14 @@ def _preview_of(body: bytes, cte: str, part: Message, html: bool) -> str:
         charset = part.get_content_charset()
     except Exception:
         charset = None
-    text = _to_text(_transfer_decode(body[:_PREVIEW_SOURCE], cte, None, partial=True), charset)
+    text = _to_text(bytes(_transfer_decode(body[:_PREVIEW_SOURCE], cte, None, partial=True)), charset)
     if html:
         text = _TAGS.sub(" ", text)
     return clean(_SPACE.sub(" ", text[: PREVIEW_CHARS * 8]).strip()[:PREVIEW_CHARS], PREVIEW_CHARS) or ""
 
 
-def split_head(raw: bytes) -> tuple[bytes, bytes]:
-    """Header block and body of one entity; no blank line means all headers."""
+def split_head(raw: bytes | memoryview) -> tuple[bytes | memoryview, bytes | memoryview]:
+    """Header block and body of one entity (slices of ``raw``'s type); no blank line means all headers."""
     if raw[:2] == b"\r\n":
         return b"", raw[2:]
     if raw[:1] == b"\n":
@@ -235,23 +241,23 @@ def split_head(raw: bytes) -> tuple[bytes, bytes]:
     return raw[:cut], raw[match.end() :]
 
 
-def _split_multipart(body: bytes, boundary: str, parsed: Parsed) -> list[bytes]:
-    """The parts between boundary lines (RFC 2046), tolerant of a missing close delimiter."""
-    marker = b"--" + boundary.encode("utf-8", "surrogateescape")
-    parts: list[bytes] = []
+def _split_multipart(body: memoryview, boundary: str, parsed: Parsed) -> list[memoryview]:
+    """The parts between boundary lines (RFC 2046), tolerant of a missing close delimiter; slices, not copies."""
+    marker_re = re.compile(re.escape(b"--" + boundary.encode("utf-8", "surrogateescape")))
+    parts: list[memoryview] = []
     start: int | None = None
     closed = False
     pos = 0
     while True:
-        hit = body.find(marker, pos)
-        if hit < 0:
+        found = marker_re.search(body, pos)
+        if found is None:
             break
-        pos = hit + len(marker)
+        hit, pos = found.start(), found.end()
         if hit and body[hit - 1 : hit] != b"\n":
             continue  # not at the start of a line
-        line_end = body.find(b"\n", pos)
-        line_end = len(body) if line_end < 0 else line_end
-        rest = body[pos:line_end].rstrip(b" \t\r")
+        newline = _NEWLINE.search(body, pos)
+        line_end = len(body) if newline is None else newline.start()
+        rest = bytes(body[pos:line_end]).rstrip(b" \t\r")
         if rest not in (b"", b"--"):
             continue  # a longer boundary that merely starts with ours
         if start is not None:
@@ -279,7 +285,7 @@ def _entity(raw: bytes, parsed: Parsed, depth: int, default_type: str = "text/pl
         _defect(parsed, f"more than {MAX_PARTS} MIME parts: the rest are not listed")
         return None
     head, body = split_head(raw)
-    part = _header_parser.parsebytes(head)
+    part = _header_parser.parsebytes(bytes(head))
     if default_type != "text/plain":
         part.set_default_type(default_type)
     for defect in part.defects[:3]:
@@ -310,7 +316,7 @@ def _entity(raw: bytes, parsed: Parsed, depth: int, default_type: str = "text/pl
 def _leaf(part: Message, ctype: str, cte: str, body: bytes, parsed: Parsed) -> None:
     filename = _filename(part, parsed)
     if _is_attachment(part, ctype, filename):
-        data = _transfer_decode(body, cte, parsed)
+        data = bytes(_transfer_decode(body, cte, parsed))  # a copy only when there was no transfer encoding
         parsed.attachments.append(
             ParsedAttachment(filename=filename, content_type=ctype, size=len(data), sha256=hashlib.sha256(data).hexdigest(), data=data)
         )
@@ -325,7 +331,7 @@ def parse(raw: bytes) -> Parsed:
     parsed = Parsed()
     top: Message | None = None
     try:
-        top = _entity(raw, parsed, 0)
+        top = _entity(memoryview(raw), parsed, 0)
     except Exception as exc:  # an input nobody foresaw: keep what we have, the raw bytes are stored anyway
         _defect(parsed, f"MIME structure unparseable ({type(exc).__name__}): stored raw only")
     if parsed.preview is None:

@@ -122,7 +122,8 @@ def poll_mailbox(
     try:
         store = open_store(settings)
         budget = Budget.from_settings(settings)
-        with imap.connect(settings, mailbox) as session:
+        # nothing is waited for past the budget plus one read timeout, whatever the server does
+        with imap.connect(settings, mailbox, deadline=budget.deadline + settings.read_timeout) as session:
             for folder in mailbox.folders:
                 if heartbeat:
                     heartbeat()

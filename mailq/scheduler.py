@@ -66,6 +66,16 @@ class PollScheduler(Scheduler):
             self.connection.eval(_RELEASE, 1, self.scheduler_lock_key, self._lock_token)
         self._lock_acquired, self._lock_token = False, None
 
+    def get_jobs_to_queue(self, with_times=False):
+        """Due entries in due order, ties by mailbox id as a number.
+
+        Redis returns equal scores in string order (``mbx-21`` before ``mbx-3``),
+        so a block of mailboxes scheduled for the same second was polled 21..29
+        before 3..9 every time.
+        """
+        due = sorted(super().get_jobs_to_queue(with_times=True), key=_due_order)
+        return due if with_times else [job for job, _ in due]
+
     def enqueue_job(self, job) -> None:
         mailbox_id = schedule.mailbox_id_of(job.id)
         if mailbox_id is None:  # not ours: rq-scheduler's usual behaviour
@@ -80,6 +90,12 @@ class PollScheduler(Scheduler):
         finally:
             # XX: never resurrect an entry removed meanwhile; GT: keep a later run set by a backoff.
             self.connection.zadd(self.scheduled_jobs_key, {job.id: int(time.time()) + interval}, xx=True, gt=True)
+
+
+def _due_order(entry) -> tuple:
+    job, when = entry
+    mailbox_id = schedule.mailbox_id_of(job.id)
+    return (when, 0, mailbox_id, "") if mailbox_id is not None else (when, 1, 0, job.id)
 
 
 def _now_iso() -> str:

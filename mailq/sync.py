@@ -14,7 +14,11 @@ UID actually stored) and, once caught up, UIDNEXT and HIGHESTMODSEQ. One pass:
    may span polls and survive crashes.
 3. New UIDs come from ``UID SEARCH UID last+1:*`` minus the ``n:*`` artefact (it
    always yields the highest UID), sorted.
-4. RFC822.SIZE first; oversize messages become rows with a skipped reason.
+4. RFC822.SIZE first; oversize messages become rows with a skipped reason, and
+   so do messages whose body the server did not really send (a literal far
+   over its announced size, refused unread and ending the poll; a body whose
+   length does not match): a UID that already has a row is never fetched
+   again, so the next poll moves past it.
 5. Batches (count and bytes bounded, UID sets sent in chunks; fetched one batch
    ahead by ``fetcher.BatchFetcher``): blobs written and flushed first, then ONE
    transaction inserts the rows idempotently (unique on
@@ -36,7 +40,7 @@ from typing import Any
 from . import parse as mime
 from .config import Settings
 from .db import database, errors_as_mailq
-from .errors import ProtocolError
+from .errors import ProtocolError, ResponseRefusedError
 from .fetcher import BatchFetcher, FetchedBatch
 from .imap import Session
 from .models import Attachment, FolderState, Mailbox, Message, utcnow
@@ -87,6 +91,7 @@ class _Item:
     parsed: mime.Parsed | None = None
     skipped_reason: str | None = None
     match_id: int | None = None  # resync: existing row that becomes this UID
+    known: bool = False  # already has a row (recorded as refused by an earlier poll): only moves last_uid
 
 
 def _chunks(items: list, size: int) -> Iterable[list]:
@@ -184,17 +189,26 @@ def sync_folder(
 
     pending: _Prepared | None = None
     claimed: set[int] = set()  # resync: rows already paired with a new UID in this pass
-    with BatchFetcher(session, todo, settings) as fetched:
-        for batch in fetched:
-            # Pipeline: batch N+1 is being fetched (thread) while batch N is parsed and its blobs written,
-            # then batch N-1 commits. Commits stay in UID order, each after its own blobs are durable.
-            prepared = _prepare(store, mailbox, folder, uidvalidity, batch, resyncing, claimed)
-            if pending is not None:
-                _finish(pending, mailbox, folder, state, uidvalidity, result, on_batch, heartbeat)
-            pending = prepared
-            budget.messages -= len(batch.uids) + batch.gone
-            if budget.spent():
-                break
+    known = _recorded_uids(mailbox, folder, uidvalidity, todo)
+    try:
+        with BatchFetcher(session, todo, settings, known=known) as fetched:
+            for batch in fetched:
+                # Pipeline: batch N+1 is being fetched (thread) while batch N is parsed and its blobs written,
+                # then batch N-1 commits. Commits stay in UID order, each after its own blobs are durable.
+                prepared = _prepare(store, mailbox, folder, uidvalidity, batch, resyncing, claimed)
+                if pending is not None:
+                    _finish(pending, mailbox, folder, state, uidvalidity, result, on_batch, heartbeat)
+                pending = prepared
+                budget.messages -= len(batch.uids) + batch.gone
+                if budget.spent():
+                    break
+    except ResponseRefusedError as exc:
+        # The connection is gone; keep what is complete, record the refused message once, then fail the poll.
+        if pending is not None:
+            _finish(pending, mailbox, folder, state, uidvalidity, result, on_batch, heartbeat)
+        if exc.uid is not None and exc.uid in todo and exc.uid not in known:
+            _record_refused(mailbox, folder, uidvalidity, exc.uid, str(exc))
+        raise
     if pending is not None:
         _finish(pending, mailbox, folder, state, uidvalidity, result, on_batch, heartbeat)
     if todo and state.last_uid < todo[-1] and budget.spent():
@@ -204,6 +218,23 @@ def sync_folder(
     elif state.highestmodseq is not None:
         _save_state(state, highestmodseq=None)
     return result
+
+
+def _recorded_uids(mailbox: Mailbox, folder: str, uidvalidity: int, uids: list[int]) -> set[int]:
+    """UIDs of ``uids`` that already have a row under ``uidvalidity`` (a message refused by an earlier poll)."""
+    if not uids:
+        return set()
+    here = (Message.mailbox == mailbox.id) & (Message.folder == folder) & (Message.uidvalidity == uidvalidity)
+    with errors_as_mailq():
+        return {r.uid for r in Message.select(Message.uid).where(here & (Message.uid >= uids[0]) & (Message.uid <= uids[-1]))}
+
+
+def _record_refused(mailbox: Mailbox, folder: str, uidvalidity: int, uid: int, reason: str) -> None:
+    """A skipped row for a message whose answer was refused; ``last_uid`` stays, the earlier UIDs are fetched next time."""
+    item = _Item(uid, 0, skipped_reason=reason[:1000])
+    with errors_as_mailq(), database.atomic():
+        _insert(Message, [_row(mailbox, folder, uidvalidity, item, utcnow())], ignore_conflicts=True)
+    log.warning("mailbox %s folder %r UID %s recorded as skipped: %s", mailbox.id, folder, uid, reason)
 
 
 @dataclass
@@ -226,6 +257,10 @@ def _prepare(
             parsed=mime.parse(header),
             skipped_reason=f"larger than MAILQ_MAX_MESSAGE_BYTES ({batch.sizes[uid]} bytes): not fetched",
         )
+    for uid, reason in batch.refused.items():
+        items[uid] = _Item(uid, batch.sizes.get(uid, 0), skipped_reason=reason)
+    for uid in batch.known:
+        items[uid] = _Item(uid, 0, known=True)
     if resyncing:
         _match_existing(mailbox, folder, uidvalidity, items, claimed)
     blobs = BlobBatch(store)  # flushed in _finish, before the rows commit
@@ -236,6 +271,10 @@ def _prepare(
         item.parsed = mime.parse(item.raw)
         for att in item.parsed.attachments:
             blobs.put(att.data, att.sha256)
+            att.data = b""  # written: only its hash and size are needed from here on
+    for item in items.values():
+        item.raw = None
+    batch.bodies.clear()  # the bytes are in the blob store now; the batch waiting to commit holds rows only
     return _Prepared(items, blobs)
 
 
@@ -254,7 +293,7 @@ def _finish(
     items = prepared.items
     new_ids = _commit(mailbox, folder, state, uidvalidity, items)
     result.new_ids.extend(new_ids)
-    result.skipped += sum(1 for i in items.values() if i.skipped_reason and i.match_id is None)
+    result.skipped += sum(1 for i in items.values() if i.skipped_reason and i.match_id is None and not i.known)
     result.moved += sum(1 for i in items.values() if i.match_id is not None)
     if on_batch and new_ids:
         on_batch(new_ids)
@@ -272,13 +311,15 @@ def _match_existing(mailbox: Mailbox, folder: str, uidvalidity: int, items: dict
             for row in Message.select(Message.id, Message.sha256).where(old & Message.sha256.in_(chunk)).order_by(Message.id):
                 by_sha.setdefault(row.sha256, []).append(row.id)
         skipped_rows: dict[tuple, list[int]] = {}
-        if any(i.skipped_reason for i in items.values()):
+        if any(i.skipped_reason and not i.known for i in items.values()):
             for row in (
                 Message.select(Message.id, Message.message_id, Message.size).where(old & Message.sha256.is_null()).order_by(Message.id)
             ):
                 skipped_rows.setdefault((row.message_id, row.size), []).append(row.id)
     for uid in sorted(items):
         item = items[uid]
+        if item.known:
+            continue
         if item.sha256:
             candidates = by_sha.get(item.sha256)
         else:
@@ -346,7 +387,7 @@ def _commit(mailbox: Mailbox, folder: str, state: FolderState, uidvalidity: int,
         for item in items.values():
             if item.match_id is not None and item.uid not in existing:
                 Message.update(uidvalidity=uidvalidity, uid=item.uid).where(Message.id == item.match_id).execute()
-        fresh = [items[u] for u in uids if u not in existing and items[u].match_id is None]
+        fresh = [items[u] for u in uids if u not in existing and items[u].match_id is None and not items[u].known]
         for chunk in _chunks(fresh, _INSERT_CHUNK):
             _insert(Message, [_row(mailbox, folder, uidvalidity, i, now) for i in chunk], ignore_conflicts=True)
         ids: dict[int, int] = {}

@@ -234,6 +234,8 @@ def _killpg(pid: int) -> None:
 class Dovecot:
     """One private Dovecot instance rooted at `root` (see module docstring)."""
 
+    name = "dovecot"  # tests/testbed/cyrus.Cyrus has the same driving methods
+
     def __init__(self, root: Path, imap_port: int | None = None, imaps_port: int | None = None):
         self.root = Path(root).absolute()
         self._auto_ports = imap_port is None or imaps_port is None
