@@ -65,6 +65,21 @@ def _hook(name: str, raw: str) -> str:
     return raw
 
 
+def _duration(name: str, raw: str) -> int:
+    """Seconds, or a number with a unit: ``90s``, ``30m``, ``12h``, ``7d``; 0 means unbounded."""
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    text = raw.strip().lower()
+    scale = units.get(text[-1:], 0) if text else 0
+    number = text[:-1] if scale else text
+    try:
+        value = float(number) * (scale or 1)
+    except ValueError:
+        raise ConfigError(f"{name}: expected seconds or a duration like 7d, 12h, 30m, got {raw!r}") from None
+    if value < 0:
+        raise ConfigError(f"{name}: must not be negative, got {raw!r}")
+    return int(value)
+
+
 def _str(name: str, raw: str) -> str:
     return raw
 
@@ -202,6 +217,12 @@ SETTINGS: dict[str, Setting] = {
         _delays,
         "seconds before each retry of a failed hook/webhook delivery (one retry per value)",
     ),
+    "poll_history": Setting(
+        "MAILQ_POLL_HISTORY", "7d", _duration, "poll runs older than this are pruned (seconds, or 7d, 12h, 30m; 0 keeps them)"
+    ),
+    "poll_history_per_mailbox": Setting(
+        "MAILQ_POLL_HISTORY_PER_MAILBOX", "200", lambda n, r: _int(n, r, 0), "newest poll runs kept per mailbox (0: no count bound)"
+    ),
     "console_refresh": Setting("MAILQ_CONSOLE_REFRESH", "2", lambda n, r: _float(n, r, 0.2), "seconds between console refreshes"),
     "log_level": Setting(
         "MAILQ_LOG_LEVEL", "INFO", _log_level, "logging level of workers and scheduler (DEBUG also shows RQ's per-job lines)"
@@ -241,6 +262,8 @@ class Settings:
     webhook_url: str
     webhook_secret: str
     dispatch_retry_delays: str
+    poll_history: int
+    poll_history_per_mailbox: int
     console_refresh: float
     log_level: str
     log_format: str

@@ -28,7 +28,7 @@ from datetime import UTC, datetime, timedelta
 import redis
 from rq_scheduler import Scheduler
 
-from . import health, jobs, schedule
+from . import health, history, jobs, schedule
 from .config import Settings
 from .errors import MailqError
 from .queues import EMAIL, KEY_PREFIX, connect
@@ -112,6 +112,7 @@ class Runner:
         self._stop = threading.Event()
         self._next_reconcile = 0.0
         self._claims_cursor = 0
+        self._history_cursor = 0
 
     def stop(self, *_args) -> None:
         self._stop.set()
@@ -183,8 +184,16 @@ class Runner:
         dispatch.sweep(self.settings, self.conn)
         # a SIGKILLed work-horse leaves its poll run "running": close it once no poll could still be going
         health.close_abandoned(timedelta(seconds=self.settings.job_timeout + self.settings.lock_ttl))
+        self._prune_history()
         if dispatch.configured(self.settings):
             self._claims_cursor = dispatch.clean_claims(self.settings, self.conn, self._claims_cursor)
+
+    def _prune_history(self) -> None:
+        """One bounded step of poll-history pruning (see history.py); a full table catches up over several passes."""
+        pruned = history.prune(self.settings, self._history_cursor)
+        self._history_cursor = pruned.cursor
+        if pruned.by_age or pruned.by_count:
+            log.debug("poll history: pruned %d by age, %d by count", pruned.by_age, pruned.by_count)
 
 
 def liveness(conn: redis.Redis) -> tuple[dict | None, datetime | None]:

@@ -19,6 +19,12 @@ def register(sub) -> None:
     p.set_defaults(handler=status)
 
 
+def _age(seconds: int) -> str:
+    if not seconds:
+        return "forever"
+    return f"{seconds / 86400:g} days" if seconds % 86400 == 0 else f"{seconds}s"
+
+
 def status(args) -> int:
     settings = open_db(args)
     data = ops.status(settings)
@@ -58,6 +64,10 @@ def status(args) -> int:
         f"scheduler: {'running' if sched['alive'] else 'NOT RUNNING (start `mailq scheduler`)'}"
         f"{', last reconcile ' + sched['last_reconcile_at'] if sched['last_reconcile_at'] else ''}"
     )
+    polls = data["poll_history"]
+    outcomes = ", ".join(f"{k} {v}" for k, v in sorted(polls["outcomes"].items())) or "none"
+    bounds = f"kept {_age(polls['keep_s'])}, at most {polls['keep_per_mailbox'] or 'unbounded'} per mailbox"
+    out.print(f"polls in the last hour: {outcomes}; history since {polls['oldest_at'] or '-'} ({bounds})")
     out.print(f"failed jobs: {data['failed']}" + (" (see `mailq failed list`)" if data["failed"] else ""))
     if data["exposed_files"]:
         err.print(

@@ -97,9 +97,11 @@ def _iso(value: datetime | None) -> str | None:
 
 def status(settings: Settings) -> dict[str, Any]:
     """The ``mailq status --json`` shape: keys ``mailboxes``, ``queues``, ``workers``, ``failed`` (+ ``scheduler``)."""
+    from ..history import summary
     from ..scheduler import liveness
 
     states = _state_counts()
+    polls = summary(settings, utcnow() - timedelta(hours=1))
     queues = queue_stats(settings)
     worker_list = workers(settings)
     with errors_as_queue(settings):
@@ -109,5 +111,6 @@ def status(settings: Settings) -> dict[str, Any]:
         "queues": [asdict(q) for q in queues],
         "workers": [{**asdict(w), "heartbeat_at": _iso(w.heartbeat_at)} for w in worker_list],
         "failed": sum(q.failed for q in queues),
+        "poll_history": polls,
         "scheduler": {"alive": alive is not None, "name": alive.get("name") if alive else None, "last_reconcile_at": _iso(reconciled)},
     }
