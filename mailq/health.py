@@ -41,10 +41,25 @@ def is_due(mailbox: Mailbox, now: datetime | None = None) -> bool:
     return mailbox.next_attempt_at <= (now or utcnow())
 
 
-def start_run(mailbox_id: int, worker: str | None = None) -> PollRun:
-    """Record that a poll started (outcome ``running`` until it finishes)."""
-    with errors_as_mailq():
-        return PollRun.create(mailbox=mailbox_id, started_at=utcnow(), outcome="running", worker=worker)
+def start_run(mailbox_id: int, worker: str | None = None, *, record: bool = True) -> PollRun:
+    """A poll run (outcome ``running`` until it finishes); with ``record=False`` it is not inserted yet.
+
+    An idle poll (nothing changed on the server) then costs one write
+    transaction in all, at its end: the finished row plus the mailbox's health.
+    A poll that finds work calls ``open_run`` first, so a long poll shows as
+    ``running`` (and a killed one becomes ``abandoned``) as before.
+    """
+    run = PollRun(mailbox=mailbox_id, started_at=utcnow(), outcome="running", worker=worker)
+    if record:
+        open_run(run)
+    return run
+
+
+def open_run(run: PollRun) -> None:
+    """Insert a not-yet-recorded run as ``running`` (once; later calls do nothing)."""
+    if run.id is None:
+        with errors_as_mailq():
+            run.save(force_insert=True)
 
 
 def _finish(
@@ -136,9 +151,9 @@ def finish_interrupted(run: PollRun, error: BaseException) -> None:
     """Best-effort close of a poll the database failed under; the mailbox's health is not its fault."""
     try:
         with errors_as_mailq():
-            PollRun.update(
-                finished_at=utcnow(), outcome="error", error_class=error_class_of(error), error_text=one_line(str(error), limit=1000)
-            ).where(PollRun.id == run.id).execute()
+            run.finished_at, run.outcome = utcnow(), "error"
+            run.error_class, run.error_text = error_class_of(error), one_line(str(error), limit=1000)
+            run.save()
     except MailqError:
         pass
 

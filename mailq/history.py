@@ -87,6 +87,20 @@ def _excess_ids(mailbox_id: int, keep: int, limit: int) -> list[int]:
     return [r[0] for r in PollRun.select(PollRun.id).where((PollRun.mailbox == mailbox_id) & older).limit(limit).tuples()]
 
 
+def _over(mailbox_ids: list[int], keep: int) -> list[int]:
+    """Which of these mailboxes hold more than ``keep`` rows: one grouped scan of the index, not a query each."""
+    if not mailbox_ids:
+        return []
+    query = (
+        PollRun.select(PollRun.mailbox)
+        .where(PollRun.mailbox.between(mailbox_ids[0], mailbox_ids[-1]))
+        .group_by(PollRun.mailbox)
+        .having(pw.fn.COUNT(PollRun.id) > keep)
+        .order_by(PollRun.mailbox)
+    )
+    return [r[0] for r in query.tuples()]
+
+
 def prune_by_count(keep: int, cursor: int, deadline: float, slice_size: int = MAILBOX_SLICE) -> tuple[int, int, bool]:
     """Trim one slice of mailboxes (ids from ``cursor`` on) to their newest ``keep`` rows.
 
@@ -97,7 +111,7 @@ def prune_by_count(keep: int, cursor: int, deadline: float, slice_size: int = MA
     deleted = 0
     ids = [r[0] for r in Mailbox.select(Mailbox.id).where(Mailbox.id >= cursor).order_by(Mailbox.id).limit(slice_size).tuples()]
     doomed: list[int] = []  # gathered across mailboxes, deleted BATCH at a time
-    for mailbox_id in ids:
+    for mailbox_id in _over(ids, keep):
         while True:
             if time.monotonic() >= deadline:
                 return deleted + _delete_ids(doomed), mailbox_id, False  # resume at this mailbox next step

@@ -18,7 +18,7 @@ import redis
 from rq import get_current_job
 from rq.job import Job, JobStatus
 
-from . import config, db, locks, schedule
+from . import config, db, locks, renewal, schedule
 from .config import Settings
 from .errors import NotFoundError
 from .queues import connect, queue
@@ -154,7 +154,7 @@ def poll(mailbox_id: int, force: bool = False) -> dict[str, Any]:
         return {"mailbox_id": mailbox_id, "outcome": "skipped", "reason": "another poll of this mailbox is running"}
     started = time.time()
     try:
-        with locks.Renewer(conn, mailbox_id, token, settings.lock_ttl) as renewer:
+        with renewal.Renewer(conn, mailbox_id, token, settings.lock_ttl) as renewer:  # #14: no thread per poll
             result = _run_poll(settings, conn, mailbox_id, force, renewer, started)
     finally:
         try:
@@ -172,7 +172,7 @@ def poll(mailbox_id: int, force: bool = False) -> dict[str, Any]:
 
 
 def _run_poll(
-    settings: Settings, conn: redis.Redis, mailbox_id: int, force: bool, renewer: locks.Renewer, started: float
+    settings: Settings, conn: redis.Redis, mailbox_id: int, force: bool, renewer: renewal.Renewer, started: float
 ) -> dict[str, Any]:
     from . import dispatch, retry_slots
     from .models import Mailbox
@@ -187,7 +187,9 @@ def _run_poll(
         with retry_slots.slot(settings, conn, mailbox) as allowed:
             if not allowed:
                 return {"mailbox_id": mailbox_id, "outcome": "skipped", "reason": retry_slots.BUSY}
-            result = poll_mailbox(settings, mailbox_id, on_batch=on_batch, heartbeat=renewer.check, force=force)
+            result = poll_mailbox(
+                settings, mailbox_id, on_batch=on_batch, heartbeat=renewer.check, force=force, mailbox=mailbox
+            )  # #14: no re-read
     except locks.LockLost as exc:
         return {"mailbox_id": mailbox_id, "outcome": "skipped", "reason": str(exc)}
     except NotFoundError as exc:

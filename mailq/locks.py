@@ -85,48 +85,6 @@ def forget(conn: redis.Redis, mailbox_id: int) -> None:
     conn.delete(key(mailbox_id))
 
 
-class Renewer:
-    """Keeps a running poll's claim alive from a daemon thread, independent of the poll's own pace.
-
-    A slow IMAP read (up to ``read_timeout``) must not let the claim lapse; a
-    killed work-horse takes the thread with it, so the claim still expires.
-    ``check()`` (called from the poll's heartbeat) raises ``LockLost`` once
-    another poll has taken the mailbox.
-    """
-
-    def __init__(self, conn: redis.Redis, mailbox_id: int, token: str, ttl: float):
-        import threading
-
-        self.conn, self.mailbox_id, self.token, self.ttl = conn, mailbox_id, token, ttl
-        self.lost = False
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=f"mailq-lock-{mailbox_id}", daemon=True)
-
-    def __enter__(self) -> Renewer:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.ttl / 3):
-            self.beat()
-
-    def beat(self) -> None:
-        try:
-            if not renew(self.conn, self.mailbox_id, self.token, self.ttl):
-                self.lost = True
-        except redis.exceptions.RedisError:
-            pass  # Redis blip: the next beat retries; the TTL covers the gap
-
-    def check(self) -> None:
-        self.beat()
-        if self.lost:
-            raise LockLost(f"mailbox {self.mailbox_id}: another poll took over (this poll's claim expired)")
-
-
 # Dispatch claims: which dispatch job owns each committed-but-undispatched message.
 # They live in Redis beside the jobs on purpose: a flushed Redis loses both, and the
 # outbox sweep then re-dispatches exactly the messages whose job vanished.

@@ -99,24 +99,26 @@ def poll_mailbox(
     on_batch: Callable[[list[int]], None] | None = None,
     heartbeat: Callable[[], None] | None = None,
     force: bool = False,
+    mailbox: Mailbox | None = None,
 ) -> PollResult:
     """Poll every folder of ``mailbox_id`` once, within the poll budget.
 
     ``on_batch(ids)`` runs after each batch commits, with the new rows' ids;
     ``heartbeat()`` runs between batches and folders (lock renewal).
     ``force`` polls even while backing off (an operator's "poll now"), never a
-    paused or auth_error mailbox.
+    paused or auth_error mailbox. ``mailbox``: its row, if the caller has just read it (saves a query).
     """
     started = time.monotonic()
-    with errors_as_mailq():
-        mailbox = Mailbox.get_or_none(Mailbox.id == mailbox_id)
+    if mailbox is None or mailbox.id != mailbox_id:
+        with errors_as_mailq():
+            mailbox = Mailbox.get_or_none(Mailbox.id == mailbox_id)
     if mailbox is None:
         raise NotFoundError(f"no mailbox with id {mailbox_id}: see `mailq mailbox list`")
     reason = _skip_reason(mailbox, force)
     if reason:
         return PollResult(mailbox_id, "skipped", error_text=reason, duration_s=time.monotonic() - started)
 
-    run = health.start_run(mailbox.id, worker=_worker_name())
+    run = health.start_run(mailbox.id, worker=_worker_name(), record=False)  # inserted at the end, or once work is found
     result = PollResult(mailbox_id, "running")
     folder_errors: list[str] = []
     try:
@@ -131,7 +133,17 @@ def poll_mailbox(
                     result.more_pending = True
                     break
                 try:
-                    folder_result = sync_folder(session, store, settings, mailbox, folder, budget, on_batch=on_batch, heartbeat=heartbeat)
+                    folder_result = sync_folder(
+                        session,
+                        store,
+                        settings,
+                        mailbox,
+                        folder,
+                        budget,
+                        on_batch=on_batch,
+                        heartbeat=heartbeat,
+                        on_work=lambda: health.open_run(run),
+                    )
                 except ProtocolError as exc:  # this folder only (e.g. it does not exist); the others still sync
                     folder_errors.append(f"folder {folder!r}: {exc}")
                     log.debug("mailbox %s: %s", mailbox.id, folder_errors[-1])  # in the outcome line too

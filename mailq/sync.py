@@ -137,8 +137,13 @@ def sync_folder(
     budget: Budget,
     on_batch: Callable[[list[int]], None] | None = None,
     heartbeat: Callable[[], None] | None = None,
+    on_work: Callable[[], None] | None = None,
 ) -> FolderResult:
-    """Bring one folder up to date within ``budget``; IMAP errors propagate as mailq errors."""
+    """Bring one folder up to date within ``budget``; IMAP errors propagate as mailq errors.
+
+    ``on_work()`` runs once the folder turns out to need more than its STATUS
+    (the unchanged path writes nothing and calls nothing).
+    """
     result = FolderResult(folder)
     state = folder_state(mailbox.id, folder)
     modseq = None
@@ -153,6 +158,8 @@ def sync_folder(
         ):
             result.unchanged = True
             return result
+    if on_work:
+        on_work()
     info = session.examine(folder)
     uidvalidity = _int(info.get(b"UIDVALIDITY"))
     if uidvalidity is None:

@@ -235,7 +235,8 @@ def bare_cycle(bed: Bed, mailboxes: int, workers: int) -> dict:
     """One idle cycle of all N mailboxes with W processes: client and Dovecot CPU per poll."""
     names = [user(i) for i in range(1, mailboxes + 1)]
     chunks = [(bed.dovecot.imap_port, names[i::workers]) for i in range(workers)]
-    with multiprocessing.get_context("fork").Pool(workers) as pool:
+    # The children must die quietly on the pool's SIGTERM, not run our KeyboardInterrupt handler holding its lock.
+    with multiprocessing.get_context("fork").Pool(workers, initializer=signal.signal, initargs=(signal.SIGTERM, signal.SIG_DFL)) as pool:
         pool.map(abs, range(workers))  # processes up before the clock starts
         dcpu0, start = cpu_seconds(bed.dovecot_pids()), time.perf_counter()
         results = pool.map(_bare_chunk, chunks, chunksize=1)
@@ -293,14 +294,19 @@ def failed_jobs(bed: Bed) -> int:
 
 
 def profile(bed: Bed, seconds: float, out: Path) -> list[subprocess.Popen]:
-    """py-spy on worker-1 and the scheduler for the window (needs ptrace; a failure is logged, not fatal)."""
+    """py-spy on worker-1 and the scheduler for the window (needs ptrace; a failure is logged, not fatal).
+
+    ``--gil`` samples only while a thread holds the GIL (Python CPU, not waits on
+    sockets); ``--nonblocking`` never pauses the target. Sampling still costs CPU
+    on the same cores: measure figures without ``--profile``.
+    """
     spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
     out.mkdir(parents=True, exist_ok=True)
     started = []
     for name in ("worker-1", "scheduler"):
         pid = bed.procs[name].pid
         for fmt, ext in (("speedscope", "json"), ("raw", "txt")):
-            cmd = [spy, "record", "-p", str(pid), "-d", str(int(seconds)), "-r", "200", "-f", fmt, "-o", str(out / f"{name}.{ext}")]
+            cmd = [spy, "record", "-p", str(pid), "-d", str(int(seconds)), "-r", "100", "--nonblocking", "--gil", "-f", fmt, "-o", str(out / f"{name}.{ext}")]
             started.append(subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=open(bed.logs / f"py-spy-{name}-{fmt}.log", "wb")))
     return started
 
