@@ -96,6 +96,27 @@ def close() -> None:
         database.close()
 
 
+def revive() -> None:
+    """Before a job: keep this process's open connection if it still works, else drop it (reconnect on use).
+
+    A worker that runs jobs in-process reuses one connection instead of opening
+    one per poll (an SQLite open plus four PRAGMAs; for PostgreSQL a TCP login
+    and a server process). A PostgreSQL restart breaks a kept connection, so it
+    is checked with one ``SELECT 1``; SQLite has nothing to check.
+    """
+    if database.obj is None or database.is_closed() or _bound_pid != os.getpid():
+        return
+    if not is_postgres():
+        return
+    try:
+        database.execute_sql("SELECT 1")
+    except peewee.PeeweeException:
+        try:
+            database.close()
+        except peewee.PeeweeException:
+            database.obj.dispose()  # forget the dead connection; the next query opens a new one
+
+
 def is_postgres() -> bool:
     return isinstance(database.obj, peewee.PostgresqlDatabase)
 

@@ -39,16 +39,18 @@ def _settings() -> Settings:
 
 
 def _closes_db(job):
-    """Close the job's database connection when it ends: a non-forking worker runs the next job in
-    this same process, and must not inherit a connection a database restart has broken."""
+    """A non-forking worker runs the next job in this same process: it reuses the connection when it
+    still works (#14: no connect per poll) and closes it after a failed job, which may have broken it."""
     import functools
 
     @functools.wraps(job)
     def run(*args, **kwargs):
+        db.revive()
         try:
             return job(*args, **kwargs)
-        finally:
+        except BaseException:
             db.close()
+            raise
 
     return run
 

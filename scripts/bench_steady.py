@@ -123,7 +123,7 @@ class Bed:
             "MAILQ_DATABASE_URL": f"sqlite:///{root / 'var' / 'mailq.db'}",
             "MAILQ_STORAGE_URL": f"file://{root / 'var' / 'blobs'}",
             "MAILQ_SECRET_KEY": Fernet.generate_key().decode(),
-            "MAILQ_LOG_LEVEL": "WARNING",
+            "MAILQ_LOG_LEVEL": "INFO",  # the product default, as under the Procfile
         }
 
     def mailq(self, *args: str, timeout: float = 900) -> str:
@@ -306,7 +306,22 @@ def profile(bed: Bed, seconds: float, out: Path) -> list[subprocess.Popen]:
     for name in ("worker-1", "scheduler"):
         pid = bed.procs[name].pid
         for fmt, ext in (("speedscope", "json"), ("raw", "txt")):
-            cmd = [spy, "record", "-p", str(pid), "-d", str(int(seconds)), "-r", "100", "--nonblocking", "--gil", "-f", fmt, "-o", str(out / f"{name}.{ext}")]
+            cmd = [
+                spy,
+                "record",
+                "-p",
+                str(pid),
+                "-d",
+                str(int(seconds)),
+                "-r",
+                "100",
+                "--nonblocking",
+                "--gil",
+                "-f",
+                fmt,
+                "-o",
+                str(out / f"{name}.{ext}"),
+            ]
             started.append(subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=open(bed.logs / f"py-spy-{name}-{fmt}.log", "wb")))
     return started
 
