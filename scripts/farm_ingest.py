@@ -9,7 +9,12 @@ The clock starts when honcho starts and stops when the last row is stored.
     /work/venv/bin/python scripts/farm_ingest.py --database postgresql://postgres@127.0.0.1:5432/test
     /work/venv/bin/python scripts/farm_ingest.py --interval 10         # first polls jittered over 10 s
 
-Prints one JSON line with the timings.
+    /work/venv/bin/python scripts/farm_ingest.py --mbsync              # and mbsync (isync) on the same bed, same run
+
+Prints one JSON line with the timings. With ``--mbsync`` the same mailboxes are
+then synced by mbsync into Maildirs, W mbsync processes in parallel (each with
+its share of the accounts, as mailq's W workers share them), and the JSON gets
+``mbsync_s`` and ``mailq_vs_mbsync`` (mailq's launch-to-last-row over mbsync's wall).
 """
 
 from __future__ import annotations
@@ -83,6 +88,54 @@ def _runs(database_url: str) -> dict[str, int]:
         db.close()
 
 
+_MBSYNC_ACCOUNT = """IMAPAccount {name}
+Host 127.0.0.1
+Port {port}
+User {name}
+Pass {password}
+SSLType None
+AuthMechs LOGIN
+
+IMAPStore {name}-far
+Account {name}
+
+MaildirStore {name}-near
+Path {root}/{name}/
+Inbox {root}/{name}/INBOX
+
+Channel {name}
+Far :{name}-far:
+Near :{name}-near:
+Patterns INBOX
+Sync Pull
+Create Near
+SyncState *
+
+"""
+
+
+def mbsync(users: dict[str, str], port: int, workers: int, root: Path, timeout: float) -> dict:
+    """mbsync (isync, fsync on by default) pulls every mailbox into Maildirs: W processes, accounts split between them."""
+    names = sorted(users)
+    procs = []
+    for w in range(workers):
+        config = root / f"mbsyncrc-{w}"
+        config.write_text(
+            "".join(_MBSYNC_ACCOUNT.format(name=n, password=users[n], port=port, root=root / "maildirs") for n in names[w::workers])
+        )
+        for n in names[w::workers]:
+            (root / "maildirs" / n).mkdir(parents=True, exist_ok=True)
+        procs.append(config)
+    started = time.monotonic()
+    running = [subprocess.Popen(["mbsync", "-q", "-c", str(c), "-a"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE) for c in procs]
+    errors = [p.communicate(timeout=timeout)[1] for p in running]
+    elapsed = time.monotonic() - started
+    if any(p.returncode for p in running):
+        raise SystemExit(f"mbsync failed: {b' '.join(errors).decode(errors='replace')[-2000:]}")
+    stored = sum(1 for _ in (root / "maildirs").glob("*/INBOX/*/*"))
+    return {"mbsync_s": round(elapsed, 2), "mbsync_messages": stored, "mbsync_processes": workers}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--mailboxes", type=int, default=100)
@@ -91,6 +144,7 @@ def main() -> None:
     ap.add_argument("--interval", type=int, default=60, help="poll interval of every mailbox (first runs jittered over it)")
     ap.add_argument("--database", help="sqlite (default) or a PostgreSQL admin URL to create a throw-away database in")
     ap.add_argument("--timeout", type=float, default=900)
+    ap.add_argument("--mbsync", action="store_true", help="then sync the same mailboxes with mbsync (isync) as the baseline")
     args = ap.parse_args()
 
     venv_bin = Path(sys.executable).parent
@@ -163,9 +217,16 @@ def main() -> None:
                     )
                 time.sleep(0.1)
             elapsed = time.monotonic() - started
+            baseline = {}
+            if args.mbsync:
+                baseline = mbsync(users, dovecot.imap_port, args.workers, root, args.timeout)
+                if baseline["mbsync_messages"] != total:
+                    raise SystemExit(f"mbsync stored {baseline['mbsync_messages']} of {total} messages")
+                baseline["mailq_vs_mbsync"] = round(elapsed / baseline["mbsync_s"], 2)
             print(
                 json.dumps(
                     {
+                        **baseline,
                         "mailboxes": args.mailboxes,
                         "messages": total,
                         "workers": args.workers,
