@@ -326,6 +326,63 @@ def profile(bed: Bed, seconds: float, out: Path) -> list[subprocess.Popen]:
     return started
 
 
+_RQ_PHASES = (
+    ("dequeue_job_and_maintain_ttl", "RQ: dequeue (BLMOVE/LMOVE, job fetch)"),
+    ("heartbeat", "RQ: worker heartbeats"),
+    ("prepare_execution", "RQ: execution set-up (registries)"),
+    ("prepare_job_execution", "RQ: execution set-up (registries)"),
+    ("handle_job_success", "RQ: success (registries, job delete)"),
+    ("_finalize_success", "RQ: success (registries, job delete)"),
+)
+
+
+def breakdown(raw: Path) -> dict[str, float]:
+    """Share of samples per part of the poll, from py-spy's raw (collapsed) output.
+
+    Each sample goes to the innermost frame that names a part: SQL (peewee), the
+    IMAP exchange (imapclient/imaplib/mailq.imap), a Redis call made by mailq's
+    own code, mailq's other code, logging, or the RQ phase it ran in.
+    """
+    counts: dict[str, int] = {}
+    total = 0
+    for line in raw.read_text().splitlines():
+        stack, _, n = line.rpartition(" ")
+        if not stack or not n.isdigit():
+            continue
+        frames = stack.split(";")
+        part, via_redis = "other (interpreter, RQ's loop)", False
+        for frame in reversed(frames):
+            if "redis/" in frame:
+                via_redis = True
+            elif "peewee.py" in frame:
+                part = "database (peewee + SQLite)"
+                break
+            elif "imapclient" in frame or "imaplib.py" in frame or "mailq/imap.py" in frame:
+                part = "IMAP exchange (imapclient)"
+                break
+            elif "logging/" in frame:
+                part = "logging"
+                break
+            elif "threading.py" in frame and any("mailq/" in f for f in frames):
+                part = "mailq: threads (claim renewer)"
+                break
+            elif "mailq/" in frame and "mailq/worker.py" not in frame and "mailq/cli/" not in frame and "mailq/__main__" not in frame:
+                part = "mailq: Redis (claim, schedule, enqueue)" if via_redis else "mailq: own code"
+                break
+            elif "rq/" in frame or "rq_scheduler/" in frame:
+                name = frame.split(" (", 1)[0].rsplit(".", 1)[-1]
+                phase = next((label for fn, label in _RQ_PHASES if fn == name), None)
+                if phase:
+                    part = phase
+                    break
+                if "rq_scheduler/" in frame:
+                    part = "rq-scheduler (due jobs, templates)"
+                    break
+        counts[part] = counts.get(part, 0) + int(n)
+        total += int(n)
+    return {k: v / total for k, v in sorted(counts.items(), key=lambda kv: -kv[1])} if total else {}
+
+
 def measure(bed: Bed, mailboxes: int, workers: int, interval: int, duration: float, profile_dir: Path | None) -> dict:
     names = {"scheduler": ["scheduler"], "workers": [f"worker-{i}" for i in range(1, workers + 1)]}
 
@@ -350,6 +407,7 @@ def measure(bed: Bed, mailboxes: int, workers: int, interval: int, duration: flo
         except subprocess.TimeoutExpired:
             spy.kill()
     cpu = {k: c1[k] - c0[k] for k in c0}
+    profiles = {name: breakdown(profile_dir / f"{name}.txt") for name in ("worker-1", "scheduler")} if profile_dir else None
     with bed.db() as conn:
         rows = conn.execute(
             "SELECT mailbox_id, started_at, outcome FROM poll_run WHERE started_at >= ? AND started_at < ? ORDER BY mailbox_id, started_at",
@@ -396,6 +454,7 @@ def measure(bed: Bed, mailboxes: int, workers: int, interval: int, duration: flo
             "whole_machine_busy": cpu["machine"] / window / cores,
         },
         "failed_jobs": failed_jobs(bed) - failed0,
+        "profile_share": profiles,
     }
 
 
