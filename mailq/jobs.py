@@ -18,7 +18,7 @@ import redis
 from rq import get_current_job
 from rq.job import Job, JobStatus
 
-from . import config, db, locks, renewal, schedule
+from . import config, db, locks, reads, renewal, schedule
 from .config import Settings
 from .errors import NotFoundError
 from .queues import connect, queue
@@ -180,7 +180,7 @@ def _run_poll(
     from .models import Mailbox
     from .poll import poll_mailbox
 
-    mailbox = Mailbox.get_or_none(Mailbox.id == mailbox_id)
+    mailbox = reads.mailbox(mailbox_id)  # #14: SQL built once per process
     if mailbox is None:
         return {"mailbox_id": mailbox_id, "outcome": "skipped", "reason": "mailbox no longer exists"}
     schedule.defer(conn, mailbox_id, started + mailbox.interval)

@@ -16,9 +16,8 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from . import health, imap
+from . import health, imap, reads
 from .config import Settings
-from .db import errors_as_mailq
 from .errors import DatabaseError, ImapConnectionError, ImapTimeoutError, MailqError, NotFoundError, ProtocolError
 from .models import Mailbox
 from .storage import open_store
@@ -110,8 +109,7 @@ def poll_mailbox(
     """
     started = time.monotonic()
     if mailbox is None or mailbox.id != mailbox_id:
-        with errors_as_mailq():
-            mailbox = Mailbox.get_or_none(Mailbox.id == mailbox_id)
+        mailbox = reads.mailbox(mailbox_id)
     if mailbox is None:
         raise NotFoundError(f"no mailbox with id {mailbox_id}: see `mailq mailbox list`")
     reason = _skip_reason(mailbox, force)

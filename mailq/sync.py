@@ -38,6 +38,7 @@ from datetime import date
 from typing import Any
 
 from . import parse as mime
+from . import reads
 from .config import Settings
 from .db import database, errors_as_mailq
 from .errors import ProtocolError, ResponseRefusedError
@@ -100,8 +101,8 @@ def _chunks(items: list, size: int) -> Iterable[list]:
 
 
 def folder_state(mailbox_id: int, folder: str) -> FolderState:
+    state = reads.folder_state(mailbox_id, folder)  # the hot path: SQL built once
     with errors_as_mailq():
-        state = FolderState.get_or_none((FolderState.mailbox == mailbox_id) & (FolderState.name == folder))
         if state is None:
             FolderState.insert(mailbox=mailbox_id, name=folder).on_conflict_ignore().execute()
             state = FolderState.get((FolderState.mailbox == mailbox_id) & (FolderState.name == folder))
