@@ -463,7 +463,7 @@ def run(args, bed: Bed) -> dict:
     setup(bed, args.mailboxes, args.interval)
     start_farm(bed, args.workers)
     started = time.monotonic()
-    wait_until(lambda: polled_mailboxes(bed) >= args.mailboxes, "every mailbox's first poll", 60 + args.mailboxes / 20, bed)
+    wait_until(lambda: polled_mailboxes(bed) >= args.mailboxes, "every mailbox's first poll", 60 + args.mailboxes / 8, bed)
     first_s = time.monotonic() - started
     log(f"first polls of all {args.mailboxes} mailboxes done in {first_s:.1f}s; warming up {args.warmup:.0f}s")
     time.sleep(args.warmup)
