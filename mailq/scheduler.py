@@ -113,6 +113,7 @@ class Runner:
         self._next_reconcile = 0.0
         self._claims_cursor = 0
         self._history_cursor = 0
+        self._next_prune = 0.0
 
     def stop(self, *_args) -> None:
         self._stop.set()
@@ -164,6 +165,9 @@ class Runner:
         if time.monotonic() >= self._next_reconcile:
             self._next_reconcile = time.monotonic() + self.settings.reconcile_interval
             self.reconcile()
+        if time.monotonic() >= self._next_prune:
+            self._next_prune = time.monotonic() + history.STEP_EVERY
+            self._prune_history()
 
     def reconcile(self) -> None:
         from . import dispatch
@@ -184,12 +188,11 @@ class Runner:
         dispatch.sweep(self.settings, self.conn)
         # a SIGKILLed work-horse leaves its poll run "running": close it once no poll could still be going
         health.close_abandoned(timedelta(seconds=self.settings.job_timeout + self.settings.lock_ttl))
-        self._prune_history()
         if dispatch.configured(self.settings):
             self._claims_cursor = dispatch.clean_claims(self.settings, self.conn, self._claims_cursor)
 
     def _prune_history(self) -> None:
-        """One bounded step of poll-history pruning (see history.py); a full table catches up over several passes."""
+        """One short step of poll-history pruning every ``history.STEP_EVERY`` s (see history.py): never a long pass."""
         pruned = history.prune(self.settings, self._history_cursor)
         self._history_cursor = pruned.cursor
         if pruned.by_age or pruned.by_count:

@@ -2,9 +2,9 @@
 """How big ``poll_run`` gets: a simulated day of polls at N mailboxes, with and without the bounds.
 
 Rows are generated directly (one per mailbox per minute, as the farm writes
-them: an ok idle poll with its worker name), minute after minute, with one
-pruning step (``history.prune``, as the scheduler runs it on each reconcile)
-per simulated minute. Reports the database file size and row counts after the
+them: an ok idle poll with its worker name), minute after minute, with the
+pruning steps the scheduler runs in a minute (``history.prune`` every
+``history.STEP_EVERY`` seconds) after each simulated minute. Reports the database file size and row counts after the
 simulated span, and bytes per row, so an unbounded day can be extrapolated.
 
     scripts/bench_history.py --mailboxes 10000 --minutes 1440 [--database-url URL] [--json FILE]
@@ -67,7 +67,7 @@ def simulate(url: str, mailboxes: int, minutes: int, bounded: bool) -> dict:
                     ],
                 ).execute()
         insert_s += time.perf_counter() - t
-        if bounded:
+        for _ in range(int(60 / history.STEP_EVERY) if bounded else 0):  # the scheduler's steps in a minute
             t = time.perf_counter()
             result = history.prune(settings, cursor, now=at)
             cursor, pruned = result.cursor, pruned + result.by_age + result.by_count

@@ -141,10 +141,14 @@ def test_status_reports_recent_outcomes_and_the_bounds(settings):
     assert polls["keep_s"] == 7 * 86400 and polls["keep_per_mailbox"] == 200 and polls["oldest_at"].endswith("Z")
 
 
-def test_the_scheduler_prunes_on_its_reconcile_pass(settings):
+def test_the_scheduler_prunes_in_short_steps_on_its_loop(settings):
     settings = settings.replace(poll_history=3600, poll_history_per_mailbox=10)
     mailbox = make_mailbox(settings, "sched")
     add_runs(mailbox.id, 30)
     add_runs(mailbox.id, 3, newest_age_s=7200)
-    Runner(settings).reconcile()
+    runner = Runner(settings)
+    runner.tick()
     assert runs_of(mailbox.id) == 10
+    add_runs(mailbox.id, 5)
+    runner.tick()  # the next step waits history.STEP_EVERY seconds: a pass never prunes twice
+    assert runs_of(mailbox.id) == 15
