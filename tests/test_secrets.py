@@ -36,7 +36,8 @@ def _query(sql: str):
 @pytest.fixture(scope="module")
 def ran_farm(tmp_path_factory):
     root = tmp_path_factory.mktemp("secrets")
-    with Farm(root / "farm", db_kind="sqlite", interval=1) as farm:
+    # DEBUG: every line any process can write is searched, RQ's per-job lines (dropped at INFO) included
+    with Farm(root / "farm", db_kind="sqlite", interval=1, settings_env={"MAILQ_LOG_LEVEL": "DEBUG"}) as farm:
         users = farm.add_mailboxes(4, prefix="sec")
         original = dict(farm.passwords)
         for i, user in enumerate(users):
