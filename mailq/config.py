@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+from dotenv import dotenv_values
+
 from .errors import ConfigError
 
 
@@ -269,8 +271,6 @@ class Settings:
 def _read_env_file(path: Path) -> dict[str, str]:
     if not path.is_file():
         return {}
-    from dotenv import dotenv_values
-
     return {k: v for k, v in dotenv_values(path).items() if v is not None}
 
 

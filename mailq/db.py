@@ -102,7 +102,10 @@ def is_postgres() -> bool:
 
 @contextlib.contextmanager
 def errors_as_mailq() -> Iterator[None]:
-    """Turn driver errors into ``DatabaseError`` with an actionable message."""
+    """Turn database driver errors (peewee's) into ``DatabaseError`` with an actionable message.
+
+    Database errors only: anything else (Redis, disk, IMAP) passes through untouched.
+    """
     try:
         yield
     except peewee.OperationalError as exc:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Iterator
+from urllib.parse import urlparse
 
 import redis
 from rq import Queue
@@ -77,8 +78,6 @@ def register(conn: redis.Redis) -> None:
 
 def _where(url: str) -> str:
     """The Redis URL without a password, for error messages."""
-    from urllib.parse import urlparse
-
     parsed = urlparse(url)
     host = parsed.hostname or parsed.path or "?"
     return f"{parsed.scheme}://{host}{':' + str(parsed.port) if parsed.port else ''}{parsed.path if parsed.hostname else ''}"

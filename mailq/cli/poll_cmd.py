@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from rich.text import Text
 
-from .. import mailboxes
+from .. import mailboxes, ops
 from ..db import errors_as_mailq
 from ..errors import UsageError
 from ..models import Mailbox
+from ..poll import poll_mailbox
+from ..states import Outcome
 from ..text import literal, one_line
 from .common import add_json, open_db, out, print_json
 
@@ -39,8 +41,6 @@ def poll(args) -> int:
     targets = _targets(args)
     if args.inline:
         return _inline(settings, targets, args.json)
-    from .. import ops
-
     job_ids = ops.poll_now(settings, [m.id for m in targets], wait=args.wait, timeout=args.timeout)
     if not args.wait:
         if args.json:
@@ -73,13 +73,11 @@ def outcome_line(name: str, result: dict) -> str:
 
 
 def _inline(settings, targets: list[Mailbox], as_json: bool) -> int:
-    from ..poll import poll_mailbox
-
     results, failed = [], False
     for mailbox in targets:
         result = poll_mailbox(settings, mailbox.id, force=True)  # the operator asked: poll even while backing off
         results.append(result)
-        failed = failed or result.outcome in ("error", "auth_error")
+        failed = failed or result.outcome in (Outcome.ERROR, Outcome.AUTH_ERROR)
         if not as_json:
             out.print(Text(outcome_line(mailbox.name, result.as_dict())))
     if as_json:

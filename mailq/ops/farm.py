@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from rq.job import Job
 from rq.worker import Worker
 
-from .. import schedule
+from .. import keys, schedule
 from ..config import Settings
 from ..queues import QUEUE_NAMES, connect, errors_as_queue
 from .common import (
@@ -85,14 +85,14 @@ def scheduled_polls(settings: Settings, offset: int = 0, limit: int = 500) -> tu
         total = schedule.count(conn)
     names = _names({e.mailbox_id for e in entries})
     return [
-        ScheduledPoll(schedule.job_id(e.mailbox_id), e.mailbox_id, names.get(e.mailbox_id), e.interval, _from_epoch(e.next_run))
+        ScheduledPoll(keys.schedule_entry(e.mailbox_id), e.mailbox_id, names.get(e.mailbox_id), e.interval, _from_epoch(e.next_run))
         for e in entries
     ], total
 
 
 def schedule_diff(settings: Settings) -> ScheduleDiff:
     plan, _, _ = schedule.plan(settings)
-    return ScheduleDiff(plan.missing, [schedule.job_id(m) for m in plan.stale], plan.changed)
+    return ScheduleDiff(plan.missing, [keys.schedule_entry(m) for m in plan.stale], plan.changed)
 
 
 def resync(settings: Settings) -> ReconcileReport:
