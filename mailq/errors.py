@@ -107,6 +107,8 @@ _KINDS = {
     DatabaseError: "database",
     QueueError: "redis",
     ConfigError: "config",
+    UsageError: "usage",
+    NotFoundError: "not_found",
     SecretKeyError: "secret_key",
     StorageError: "storage",
     DispatchError: "dispatch",

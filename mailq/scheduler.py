@@ -82,7 +82,7 @@ class PollScheduler(Scheduler):
             else:
                 self.skipped += 1
         finally:
-            schedule.defer(self.connection, mailbox_id, time.time() + interval)
+            schedule.defer(self.connection, mailbox_id, int(time.time()) + interval)
 
 
 def _due_order(entry) -> tuple:
