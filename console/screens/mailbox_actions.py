@@ -6,6 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from mailq.imap import Probe
 from mailq.text import literal
 
 if TYPE_CHECKING:
@@ -21,13 +22,10 @@ class Target:
     state: str
 
 
-def _describe_probe(probe: object) -> str:
-    """A short outcome for a successful login, whatever the probe object looks like."""
-    caps = getattr(probe, "capabilities", None)
-    if caps is None and isinstance(probe, dict):
-        caps = probe.get("capabilities")
-    if caps:
-        names = [c.decode() if isinstance(c, bytes) else str(c) for c in caps]
+def _describe_probe(probe: Probe) -> str:
+    """A short outcome for a successful login: what the server offers."""
+    if probe.capabilities:
+        names = probe.capabilities
         return f" (server offers {', '.join(literal(n, 20) for n in names[:8])}{'…' if len(names) > 8 else ''})"
     return ""
 

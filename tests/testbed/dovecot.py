@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import itertools
 import os
-import re
 import resource
 import shutil
 import signal
@@ -17,8 +16,14 @@ import socket
 import ssl
 import subprocess
 import time
-from collections.abc import Iterable
 from pathlib import Path
+
+from tests.testbed.maildir import DovecotError, MailStore
+from tests.testbed.net import free_port, make_certificate, port_open
+from tests.testbed.procs import children, command_line, pid_alive
+from tests.testbed.waiting import wait_for
+
+__all__ = ["Dovecot", "DovecotError", "free_port", "make_certificate", "port_open"]
 
 MAIL_UID = 5000
 """Unprivileged owner of the maildirs when we run as root: Dovecot refuses uid 0 for mail."""
@@ -107,69 +112,6 @@ def missing_tools() -> list[str]:
     return missing
 
 
-class DovecotError(RuntimeError):
-    """Raised when the private Dovecot cannot be started, stopped or driven."""
-
-
-def free_port() -> int:
-    """Return a TCP port on 127.0.0.1 that is free right now (the kernel picks it)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def port_open(port: int, host: str = "127.0.0.1") -> bool:
-    """True if something accepts TCP connections on host:port."""
-    try:
-        with socket.create_connection((host, port), timeout=0.5):
-            return True
-    except OSError:
-        return False
-
-
-def wait_until(predicate, timeout: float, what: str) -> None:
-    """Poll predicate with a short back-off until it is true or timeout passes."""
-    deadline = time.monotonic() + timeout
-    delay = 0.005
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise DovecotError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(delay)
-        delay = min(delay * 2, 0.1)
-
-
-def make_certificate(cert_path: Path, key_path: Path) -> None:
-    """Write a self-signed cert for 127.0.0.1/localhost that clients can use as their CA file."""
-    subprocess.run(
-        [
-            "openssl",
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-sha256",
-            "-days",
-            "3650",
-            "-subj",
-            "/CN=localhost",
-            "-addext",
-            "subjectAltName=IP:127.0.0.1,DNS:localhost",
-            "-addext",
-            "basicConstraints=critical,CA:TRUE",
-            "-keyout",
-            str(key_path),
-            "-out",
-            str(cert_path),
-        ],
-        check=True,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    key_path.chmod(0o600)
-
-
 def _raise_nofile() -> None:
     """preexec_fn: lift the child's fd limit so Dovecot can hold thousands of sessions."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -181,21 +123,6 @@ def _raise_nofile() -> None:
             continue
 
 
-def _pid_alive(pid: int) -> bool:
-    """True if pid is a live (not zombie) process."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        return stat.rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return True
-
-
 def _next_second(since: float) -> None:
     """Block until the wall clock is past the second `since` falls in."""
     remaining = int(since) + 1 - time.time()
@@ -203,21 +130,12 @@ def _next_second(since: float) -> None:
         time.sleep(remaining + 0.001)
 
 
-def _children(pid: int) -> list[str]:
-    """Command lines of pid's live child processes (from /proc)."""
-    result = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-            if int(fields[1]) == pid and fields[0] != "Z":
-                result.append((stat.parent / "cmdline").read_bytes().decode(errors="replace"))
-        except (OSError, IndexError, ValueError):
-            continue
-    return result
-
-
 def _only_log_left(pid: int) -> bool:
-    return all(cmd.rstrip("\0").endswith("/log") for cmd in _children(pid))
+    return all(command_line(c).rstrip("\0").endswith("/log") for c in children(pid))
+
+
+def _wait(predicate, timeout: float, what: str) -> None:
+    wait_for(predicate, timeout, what, interval=0.1, error=DovecotError)
 
 
 def _killpg(pid: int) -> None:
@@ -231,7 +149,7 @@ def _killpg(pid: int) -> None:
         pass
 
 
-class Dovecot:
+class Dovecot(MailStore):
     """One private Dovecot instance rooted at `root` (see module docstring)."""
 
     name = "dovecot"  # tests/testbed/cyrus.Cyrus has the same driving methods
@@ -279,12 +197,12 @@ class Dovecot:
                 raise DovecotError(f"dovecot failed to start; see {self.log_path}:\n{self._log_tail()}")
             self.imap_port, self.imaps_port = free_port(), free_port()
         # Ports accept (kernel backlog) before the daemon writes master.pid: wait for both.
-        wait_until(
+        _wait(
             lambda: self.running() and port_open(self.imap_port) and port_open(self.imaps_port),
             START_TIMEOUT,
             f"dovecot on ports {self.imap_port}/{self.imaps_port}",
         )
-        wait_until(self._auth_ready, START_TIMEOUT, "dovecot's auth service")
+        _wait(self._auth_ready, START_TIMEOUT, "dovecot's auth service")
 
     def _auth_ready(self) -> bool:
         """True once a login gets a real answer: right after start, logins can still fail with
@@ -317,22 +235,22 @@ class Dovecot:
         works even when the config is gone (e.g. the root was partly deleted).
         """
         pid = self._master_pid()
-        if pid is None or not _pid_alive(pid):
+        if pid is None or not pid_alive(pid):
             return
         os.kill(pid, signal.SIGTERM)  # what `doveadm stop` does, minus its wait for the exit
         try:  # processes still starting up (stats handshake) would hold us 5 s: cap the grace
-            wait_until(lambda: not _pid_alive(pid) or _only_log_left(pid), STOP_GRACE, "dovecot to exit")
+            _wait(lambda: not pid_alive(pid) or _only_log_left(pid), STOP_GRACE, "dovecot to exit")
         except DovecotError:
             pass
         finally:
             _killpg(pid)
-        wait_until(lambda: not _pid_alive(pid), 5, "dovecot to die")
-        wait_until(lambda: not port_open(self.imap_port), 5, f"port {self.imap_port} to close")
+        _wait(lambda: not pid_alive(pid), 5, "dovecot to die")
+        _wait(lambda: not port_open(self.imap_port), 5, f"port {self.imap_port} to close")
 
     def running(self) -> bool:
         """True if this instance's master process is alive."""
         pid = self._master_pid()
-        return pid is not None and _pid_alive(pid)
+        return pid is not None and pid_alive(pid)
 
     def _master_pid(self) -> int | None:
         try:
@@ -474,135 +392,6 @@ class Dovecot:
         tmp.replace(self.users_path)
         if self.running():
             _next_second(now)
-
-    def create_folder(self, user: str, folder: str) -> None:
-        """Create a folder on disk (Maildir++ ".Name"); it shows up in LIST at once."""
-        self._make_maildir(self._folder_dir(user, folder))
-
-    def _folder_dir(self, user: str, folder: str) -> Path:
-        home = self.mail_dir / user
-        if folder.upper() == "INBOX":
-            return home
-        return home / ("." + folder.replace("/", "."))
-
-    def _make_maildir(self, path: Path) -> None:
-        for d in (path, path / "cur", path / "new", path / "tmp"):
-            try:
-                os.mkdir(d)
-            except FileExistsError:
-                continue
-            except FileNotFoundError:
-                d.mkdir(parents=True)
-            self._chown(d)
-        if path.parent != self.mail_dir:  # a folder: its owner dir must be ours too
-            self._chown(path.parent)
-
-    def _chown(self, path: Path) -> None:
-        if os.geteuid() == 0:
-            os.chown(path, self.mail_uid, self.mail_gid)
-
-    # -- mail ------------------------------------------------------------
-
-    def deliver(self, user: str, raw: bytes, folder: str = "INBOX") -> None:
-        """Drop one message into the folder's maildir new/ (no IMAP round trip).
-
-        Dovecot indexes it on the next access to the folder; see index().
-        """
-        self.deliver_many([(user, raw)], folder)
-
-    def deliver_many(self, items: Iterable[tuple[str, bytes]], folder: str = "INBOX") -> int:
-        """Bulk version of deliver(); tens of thousands of messages per second. Returns the count."""
-        count = 0
-        dirs: dict[str, Path] = {}
-        pid = os.getpid()
-        for user, raw in items:
-            path = dirs.get(user)
-            if path is None:
-                path = self._folder_dir(user, folder)
-                if not (path / "new").is_dir():
-                    if user not in self.users():
-                        raise DovecotError(f"no such user: {user}")
-                    self._make_maildir(path)
-                dirs[user] = path
-            name = f"{time.time_ns() // 1000}.M{next(self._counter)}P{pid}.{self._host},S={len(raw)}"
-            tmp = path / "tmp" / name
-            with open(tmp, "wb") as f:
-                f.write(raw)
-                if os.geteuid() == 0:
-                    os.fchown(f.fileno(), self.mail_uid, self.mail_gid)
-            os.rename(tmp, path / "new" / name)
-            count += 1
-        return count
-
-    def append_imap(self, user: str, password: str, raw: bytes, folder: str = "INBOX") -> int:
-        """Store a message with a real IMAP APPEND; returns its UID (from APPENDUID)."""
-        from imapclient import IMAPClient
-
-        with IMAPClient("127.0.0.1", self.imap_port, ssl=False, timeout=30) as client:
-            client.login(user, password)
-            response = client.append(folder, raw)
-            client.logout()
-        match = re.search(rb"APPENDUID \d+ (\d+)", response)
-        if not match:
-            raise DovecotError(f"no APPENDUID in {response!r}")
-        return int(match.group(1))
-
-    def index(self, folder: str = "INBOX") -> None:
-        """Make Dovecot index newly dropped files for all users now (~20,000 messages/s)."""
-        self.doveadm("mailbox", "status", "-A", "messages", folder)
-
-    def message_count(self, user: str, folder: str = "INBOX") -> int:
-        """Number of messages in the folder as Dovecot sees it (indexes new files first)."""
-        return int(self._status(user, folder, "messages"))
-
-    def uidvalidity(self, user: str, folder: str = "INBOX") -> int:
-        """Current UIDVALIDITY of the folder."""
-        return int(self._status(user, folder, "uidvalidity"))
-
-    def _status(self, user: str, folder: str, field: str) -> str:
-        out = self.doveadm("-f", "flow", "mailbox", "status", "-u", user, field, folder)
-        match = re.search(rf"{field}=(\d+)", out)
-        if not match:
-            raise DovecotError(f"unexpected doveadm output: {out!r}")
-        return match.group(1)
-
-    def reset_uidvalidity(self, user: str, folder: str = "INBOX", value: int | None = None) -> int:
-        """Give the folder a new UIDVALIDITY but keep its UIDs; returns the new value.
-
-        Sessions that have the folder selected are disconnected by Dovecot.
-        """
-        if value is None:
-            value = max(self.uidvalidity(user, folder) + 1, int(time.time()))
-        if not 0 < value < 2**32:
-            raise ValueError(f"UIDVALIDITY must be a non-zero 32-bit value, got {value}")
-        self.doveadm("mailbox", "update", "-u", user, "--uid-validity", str(value), folder)
-        return value
-
-    def renumber_uids(self, user: str, folder: str = "INBOX") -> None:
-        """Forget the folder's UID map and indexes: new UIDVALIDITY, UIDs from 1 again."""
-        path = self._folder_dir(user, folder)
-        for f in path.glob("dovecot-uidlist*"):
-            f.unlink()
-        for f in path.glob("dovecot.index*"):
-            f.unlink()
-
-    def login_attempts(self, user: str) -> int:
-        """Login attempts (good or bad) for user so far, counted from the log.
-
-        Successes are imap-login "Login: user=<u>" lines; failures are the
-        auth process's per-attempt "passwd-file(u,...)" lines (auth_verbose).
-        The log is written asynchronously, so poll if you need an exact count.
-        """
-        text = self._log_tail(n=1 << 30)
-        ok = len(re.findall(rf"imap-login: Info: Login: user=<{re.escape(user)}>", text))
-        bad = len(
-            re.findall(
-                rf"auth: Info: passwd-file\({re.escape(user)},[^)]*\): "
-                rf"(?:Password mismatch|unknown user)",
-                text,
-            )
-        )
-        return ok + bad
 
     def doveadm(self, *args: str) -> str:
         """Run doveadm against this instance and return its stdout."""
