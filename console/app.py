@@ -71,6 +71,11 @@ class MailqConsole(App[None]):
         return self._in_flight or any(w.is_running for w in self.workers)
 
     @property
+    def refresh_scheduled(self) -> bool:
+        """A timed refresh is pending (never while paused)."""
+        return self._timer is not None
+
+    @property
     def interval(self) -> float:
         return self.source.refresh_interval
 

@@ -1,8 +1,8 @@
 """The database: one peewee ``DatabaseProxy`` bound from ``MAILQ_DATABASE_URL``.
 
 SQLite runs in WAL mode with a busy timeout and foreign keys on, because several
-worker processes write at once. Connections are opened per process after fork
-(RQ's work-horse), never inherited.
+worker processes write at once. Connections are opened per process (and again after a fork
+with ``MAILQ_WORKER_FORK=1``), never inherited.
 """
 
 from __future__ import annotations

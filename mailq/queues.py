@@ -22,9 +22,6 @@ HIGH, EMAIL, WORKFLOW, DEFAULT = "email-high", "email", "workflow", "default"
 QUEUE_NAMES: tuple[str, ...] = (HIGH, EMAIL, WORKFLOW, DEFAULT)
 """Every mailq queue, in the order workers take them."""
 
-KEY_PREFIX = "mailq:"
-"""Every Redis key mailq itself owns starts with this (rq's own keys start with ``rq:``)."""
-
 SOCKET_TIMEOUT = 30.0
 """Seconds any Redis reply may take, except a worker's: RQ blocks in BLPOP for up to ~405 s."""
 

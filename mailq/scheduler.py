@@ -105,6 +105,8 @@ class Runner:
         self._stop = threading.Event()
         self._next_reconcile = 0.0
         self._claims_cursor = 0
+        self.passes = 0
+        """Passes started (in the liveness record too: tests count passes instead of sleeping)."""
 
     def stop(self, *_args) -> None:
         self._stop.set()
@@ -146,7 +148,9 @@ class Runner:
     def tick(self) -> None:
         """One pass: liveness, due polls, and (when its time has come) reconcile + sweep."""
         self.scheduler.heartbeat()
-        alive = json.dumps({"name": self.scheduler.name, "pid": os.getpid(), "host": socket.gethostname(), "at": _now_iso()})
+        self.passes += 1
+        alive = {"name": self.scheduler.name, "pid": os.getpid(), "host": socket.gethostname(), "at": _now_iso(), "passes": self.passes}
+        alive = json.dumps(alive)
         self.conn.set(keys.SCHEDULER_ALIVE, alive, ex=max(10, int(self.settings.scheduler_interval * 5)))
         if self.scheduler.acquire_lock():
             try:
@@ -172,7 +176,7 @@ class Runner:
             )
         self.conn.set(keys.SCHEDULER_RECONCILED, _now_iso(), ex=7 * 24 * 3600)
         outbox.sweep(self.settings, self.conn)
-        # a SIGKILLed work-horse leaves its poll run "running": close it once no poll could still be going
+        # a killed worker leaves its poll run "running": close it once no poll could still be going
         health.close_abandoned(timedelta(seconds=self.settings.job_timeout + self.settings.lock_ttl))
         if outbox.configured(self.settings):
             self._claims_cursor = outbox.clean_claims(self.settings, self.conn, self._claims_cursor)

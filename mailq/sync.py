@@ -1,4 +1,4 @@
-"""Folder sync: every message stored exactly once, nothing lost (DESIGN section 3).
+"""Folder sync: every message stored exactly once, nothing lost.
 
 Per (mailbox, folder) the database keeps UIDVALIDITY, ``last_uid`` (the highest
 UID actually stored) and, once caught up, UIDNEXT and HIGHESTMODSEQ. One pass:

@@ -16,9 +16,10 @@ from pathlib import Path
 import peewee as pw
 import pytest
 
-from mailq import mailboxes
+from mailq import mailboxes, schedule
 from mailq.models import Mailbox, Message, PollRun
-from mailq.queues import QUEUE_NAMES
+from mailq.queues import QUEUE_NAMES, connect
+from tests.helpers import wait_for
 from tests.testbed.mailgen import make_messages
 from tests.testbed.procs import Proc, mailq_argv, stop_all
 
@@ -120,6 +121,17 @@ def add_mailboxes(
         )
         result.append((mailboxes.save(settings, spec)[0], user, pw_))
     return result
+
+
+def scheduler_passes(settings) -> int:
+    """Passes the live scheduler has made (from its liveness record; 0 before its first)."""
+    record, _ = schedule.liveness(connect(settings))
+    return int(record["passes"]) if record else 0
+
+
+def next_scheduler_pass(settings, after: int, timeout: float = 30.0) -> int:
+    """Wait for a scheduler pass after pass number ``after``; returns its number."""
+    return wait_for(lambda: (n := scheduler_passes(settings)) > after and n, timeout, "the next scheduler pass")
 
 
 def stored(mailbox_ids: list[int] | None = None) -> int:

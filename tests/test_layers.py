@@ -4,6 +4,7 @@ error classes only in errors.py, small modules, and a wheel that ships only the 
 from __future__ import annotations
 
 import ast
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -104,16 +105,18 @@ def test_error_classes_are_declared_in_errors_py():
     assert not strays
 
 
-@pytest.mark.parametrize("folder", ["mailq", "console", "tests/harness", "tests/testbed", "tests/chaos", "scripts"])
+@pytest.mark.parametrize("folder", ["mailq", "console", "tests", "scripts"])
 def test_no_module_is_over_400_lines(folder):
     paths = [p for p in (ROOT / folder).rglob("*") if p.is_file() and (p.suffix == ".py" or p.parent.name == "scripts")]
-    big = {str(p.relative_to(ROOT)): n for p in paths if p.suffix != ".pyc" and (n := len(p.read_text().splitlines())) > MAX_LINES}
-    assert not big
+    sizes = {str(p.relative_to(ROOT)): len(p.read_text(errors="replace").splitlines()) for p in paths if "__pycache__" not in p.parts}
+    assert not {name: n for name, n in sizes.items() if n > MAX_LINES}
 
 
 def test_the_wheel_ships_only_the_product(tmp_path):
+    source = tmp_path / "src"  # a copy: building in place would leave build/ and *.egg-info in the tree
+    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(".venv", ".git", "var", "__pycache__", "build", "*.egg-info"))
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path), str(ROOT)],
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path), str(source)],
         check=True,
         capture_output=True,
     )

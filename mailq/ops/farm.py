@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from rq import Queue
 from rq.job import Job
 from rq.worker import Worker
 
@@ -28,7 +29,7 @@ def queue_stats(settings: Settings) -> list[QueueStats]:
     with errors_as_queue(settings):
         pipe = conn.pipeline(transaction=False)
         for name in QUEUE_NAMES:
-            pipe.llen(f"rq:queue:{name}")
+            pipe.llen(Queue.redis_queue_namespace_prefix + name)
             for registry in _REGISTRIES:
                 pipe.zcard(registry(name, connection=conn).key)
         values = pipe.execute()

@@ -11,7 +11,6 @@ import os
 import secrets
 import subprocess
 import sys
-import uuid
 from pathlib import Path
 
 from cryptography.fernet import Fernet
@@ -19,6 +18,7 @@ from cryptography.fernet import Fernet
 from mailq import config, db
 from mailq.models import Mailbox
 from tests.chaos.hosts import Host
+from tests.testbed import pg
 from tests.testbed.accounts import write_mailbox_csv
 from tests.testbed.dovecot import Dovecot
 from tests.testbed.procs import Proc, Supervisor, mailq_argv
@@ -140,29 +140,13 @@ class Farm:
     def _create_database(self) -> str:
         if self.db_kind == "sqlite":
             return f"sqlite:///{self.root / 'var' / 'mailq.db'}"
-        import psycopg2
-
-        self.pg_name = f"mailq_chaos_{uuid.uuid4().hex[:10]}"
-        conn = psycopg2.connect(PG_ADMIN_DSN)
-        conn.autocommit = True
-        with conn.cursor() as cur:
-            cur.execute(f'CREATE DATABASE "{self.pg_name}"')
-        conn.close()
-        return f"{PG_ADMIN_DSN.rsplit('/', 1)[0]}/{self.pg_name}"
+        self.pg_name, url = pg.create_database(PG_ADMIN_DSN, "mailq_chaos")
+        return url
 
     def _drop_database(self) -> None:
-        if not self.pg_name:
-            return
-        import psycopg2
-
-        conn = psycopg2.connect(PG_ADMIN_DSN)
-        conn.autocommit = True
-        with conn.cursor() as cur:
-            cur.execute(f'ALTER DATABASE "{self.pg_name}" ALLOW_CONNECTIONS true')
-            cur.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (self.pg_name,))
-            cur.execute(f'DROP DATABASE IF EXISTS "{self.pg_name}"')
-        conn.close()
-        self.pg_name = None
+        if self.pg_name:
+            pg.drop_database(PG_ADMIN_DSN, self.pg_name)
+            self.pg_name = None
 
     # -- the CLI and the processes --------------------------------------
 
