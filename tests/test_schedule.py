@@ -10,6 +10,7 @@ from rq.job import Job
 
 from mailq import claims, keys, mailboxes, schedule
 from mailq.models import Mailbox
+from mailq.poll import PollResult
 from mailq.queues import connect
 from mailq.scheduler import PollScheduler, Runner
 
@@ -198,3 +199,20 @@ def test_removing_a_mailbox_cancels_its_schedule(settings, capsys):
     schedule.reconcile(settings)
     assert run_cli(["mailbox", "remove", str(box.id), "--yes"], capsys).code == 0
     assert zset(connect(settings)) == {}
+
+
+def test_after_a_poll_the_schedule_moves_from_the_poll_result_alone(settings):
+    box = make_mailbox(settings, "after", interval=60)
+    schedule.reconcile(settings)
+    conn = connect(settings)
+    entry, started = f"mbx-{box.id}", time.time()
+    schedule.after_poll(conn, PollResult(box.id, "ok", interval=60, queue="email"), started)
+    assert zset(conn)[entry] >= started + 60, "no earlier than one interval after the poll started"
+    schedule.after_poll(conn, PollResult(box.id, "error", interval=60, queue="email", retry_at=started + 600), started)
+    assert zset(conn)[entry] >= started + 600, "not before the backoff ends"
+    schedule.after_poll(conn, PollResult(box.id, "ok", interval=60, queue="email"), started)
+    assert zset(conn)[entry] >= started + 600, "never pulled earlier"
+    schedule.after_poll(conn, PollResult(box.id, "auth_error", interval=60, queue="email"), started)
+    assert zset(conn) == {}, "parked after an authentication failure"
+    schedule.after_poll(conn, PollResult(box.id, "ok", interval=60, queue="email"), started)
+    assert zset(conn) == {}, "a removed entry is never re-created"

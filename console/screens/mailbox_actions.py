@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from mailq.imap import Probe
+from mailq.states import PAUSED, State
 from mailq.text import literal
 
 if TYPE_CHECKING:
@@ -41,9 +42,9 @@ class MailboxActions:
         target = self.target()
         if target is None:
             return None
-        if action == "pause" and target.state == "paused":
+        if action == "pause" and target.state == PAUSED:
             return None
-        if action == "resume" and target.state != "paused" and target.state != "auth_error":
+        if action == "resume" and target.state not in (PAUSED, State.AUTH_ERROR):
             return None
         return True
 
