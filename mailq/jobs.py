@@ -64,9 +64,12 @@ def _still_enabled(mailbox_id: int) -> bool:
 def poll(mailbox_id: int, force: bool = False) -> dict[str, Any]:
     """Poll one mailbox under its claim; the job RQ runs for every poll.
 
-    Skips (without logging in) when another poll holds the mailbox. Afterwards
-    ``schedule.after_poll`` moves the recurring entry, and a poll that stopped at
-    its budget with more mail waiting enqueues the next one at once.
+    Skips (without logging in) when another poll holds the mailbox, and (a failing
+    mailbox) when no failing-poll slot is free. As it starts, the recurring entry
+    moves to one interval later (so the schedule cannot fire again while this
+    poll's clock runs); afterwards ``schedule.after_poll`` moves it from the
+    result, and a poll that stopped at its budget with more mail waiting enqueues
+    the next one at once.
     """
     settings = _settings()
     conn = connect(settings)
