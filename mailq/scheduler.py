@@ -28,7 +28,7 @@ from datetime import UTC, datetime, timedelta
 import redis
 from rq_scheduler import Scheduler
 
-from . import claims, health, keys, outbox, schedule
+from . import claims, health, keys, logs, outbox, schedule
 from .config import Settings
 from .errors import MailqError
 from .queues import EMAIL, connect
@@ -184,7 +184,5 @@ class Runner:
 
 def run(settings: Settings) -> None:
     """Run until SIGTERM/SIGINT; a Redis or database outage is waited out, not fatal."""
-    from . import logs
-
     logs.setup(settings)
     Runner(settings).run()

@@ -8,6 +8,7 @@ from .. import mailboxes, ops
 from ..db import errors_as_mailq
 from ..errors import UsageError
 from ..models import Mailbox
+from ..ops.mailboxes import poll_outcomes
 from ..poll import poll_mailbox
 from ..states import Outcome
 from ..text import literal, one_line
@@ -48,8 +49,6 @@ def poll(args) -> int:
         else:
             out.print(f"enqueued {len(job_ids)} poll(s)")
         return 0
-    from ..ops.mailboxes import poll_outcomes
-
     results = poll_outcomes(settings, [m.id for m in targets], job_ids)
     if args.json:
         print_json({"enqueued": job_ids, "results": results})
