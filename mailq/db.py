@@ -11,6 +11,7 @@ import contextlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlparse
 
 import peewee
@@ -122,3 +123,23 @@ def errors_as_mailq() -> Iterator[None]:
         raise DatabaseError(f"database error: {text}", orig=exc) from None
     except peewee.InterfaceError as exc:
         raise DatabaseError(f"database connection lost: {exc}: check MAILQ_DATABASE_URL", orig=exc) from None
+
+
+def insert_rows(model, rows: list[dict[str, Any]], ignore_conflicts: bool = False) -> None:
+    """Multi-row INSERT (optionally ON CONFLICT DO NOTHING, SQLite and PostgreSQL), built directly.
+
+    peewee's insert_many spent ~0.2 ms per row generating SQL, as much as
+    parsing the message; this statement costs almost nothing to build.
+    """
+    if not rows:
+        return
+    fields = [model._meta.fields[name] for name in rows[0]]
+    one = "(" + ", ".join([database.obj.param] * len(fields)) + ")"
+    sql = (
+        f'INSERT INTO "{model._meta.table_name}" ('
+        + ", ".join(f'"{f.column_name}"' for f in fields)
+        + ") VALUES "
+        + ", ".join([one] * len(rows))
+        + (" ON CONFLICT DO NOTHING" if ignore_conflicts else "")
+    )
+    database.execute_sql(sql, [f.db_value(row[f.name]) for row in rows for f in fields])

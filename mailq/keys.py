@@ -33,6 +33,8 @@ SCHEDULER_ALIVE = f"{KEY_PREFIX}scheduler:alive"
 SCHEDULER_RECONCILED = f"{KEY_PREFIX}scheduler:last_reconcile"
 """ISO time of the last finished reconcile (the console shows it)."""
 RECONCILE_LOCK = f"{KEY_PREFIX}scheduler:reconcile_lock"
+FAILING_POLL_SLOTS = f"{KEY_PREFIX}failing_poll_slots"
+"""ZSET of failing-poll slot holders (score = when each expires; see retry_slots.py)."""
 
 _ENTRY_RE = re.compile(r"^mbx-(\d+)$")
 
@@ -80,10 +82,22 @@ return 0
 """
 
 
+# Take a failing-poll slot: drop expired holders, then join if fewer than ARGV[2] remain.
+TAKE_SLOT = """
+redis.call('zremrangebyscore', KEYS[1], '-inf', ARGV[1])
+if redis.call('zcard', KEYS[1]) < tonumber(ARGV[2]) then
+  redis.call('zadd', KEYS[1], ARGV[3], ARGV[4])
+  return 1
+end
+return 0
+"""
+
+
 class Scripts(NamedTuple):
     release: Script
     renew: Script
     steal: Script
+    take_slot: Script
 
 
 _scripts: weakref.WeakKeyDictionary[redis.Redis, Scripts] = weakref.WeakKeyDictionary()
@@ -93,5 +107,5 @@ def scripts(conn: redis.Redis) -> Scripts:
     """The Lua scripts, registered on ``conn`` the first time it asks."""
     found = _scripts.get(conn)
     if found is None:
-        found = _scripts[conn] = Scripts(conn.register_script(RELEASE), conn.register_script(RENEW), conn.register_script(STEAL))
+        found = _scripts[conn] = Scripts(*(conn.register_script(text) for text in (RELEASE, RENEW, STEAL, TAKE_SLOT)))
     return found

@@ -87,7 +87,7 @@ class PollScheduler(Scheduler):
 
 def _due_order(entry) -> tuple:
     job, when = entry
-    mailbox_id = schedule.mailbox_id_of(job.id)
+    mailbox_id = keys.mailbox_of_entry(job.id)
     return (when, 0, mailbox_id, "") if mailbox_id is not None else (when, 1, 0, job.id)
 
 

@@ -21,6 +21,7 @@ LATE_IMPORTS = {
     ("mailq.cli.console_cmd", "console.source"): "Textual loads only for `mailq console`",
     ("console.screens.failed", "console.screens.failed_detail"): "the detail screen imports the list's actions",
     ("console.screens.mailboxes", "console.screens.mailbox_detail"): "the detail screen imports the list's actions",
+    ("mailq.storage", "mailq.storage_s3"): "S3 needs the optional boto3 (extra s3), and storage_s3 imports storage",
 }
 
 
