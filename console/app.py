@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ from textual.app import App
 from textual.timer import Timer
 from textual.worker import Worker
 
+from mailq import config, files
 from mailq.errors import MailqError
 
 from . import commands
@@ -69,6 +71,11 @@ class MailqConsole(App[None]):
     def busy(self) -> bool:
         """A refresh or an action is running (tests wait for this to clear)."""
         return self._in_flight or any(w.is_running for w in self.workers)
+
+    @property
+    def refresh_scheduled(self) -> bool:
+        """A timed refresh is pending (never while paused)."""
+        return self._timer is not None
 
     @property
     def interval(self) -> float:
@@ -205,10 +212,6 @@ class MailqConsole(App[None]):
 
     def action_screenshot(self, filename: str | None = None, path: str | None = None) -> None:
         """An SVG of the screen in MAILQ_VAR_DIR/screenshots (created, owner-only: it shows mailbox names)."""
-        from datetime import UTC, datetime
-
-        from mailq import config, files
-
         settings = getattr(self.source, "settings", None) or config.get()
         directory = files.private_dir(Path(path) if path else settings.var_dir / "screenshots")
         target = directory / (filename or f"mailq-console-{datetime.now(UTC).strftime('%Y%m%dT%H%M%S.%f')}.svg")

@@ -11,15 +11,16 @@ from datetime import datetime
 
 from rich.text import Text
 
+from mailq.states import PAUSED, State
 from mailq.text import literal, one_line, span
 
 DASH = "—"
 
 STATE_STYLES = {
-    "ok": "green",
-    "failing": "yellow",
-    "auth_error": "bold red",
-    "paused": "dim",
+    State.OK: "green",
+    State.FAILING: "yellow",
+    State.AUTH_ERROR: "bold red",
+    PAUSED: "dim",
 }
 
 

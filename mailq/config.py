@@ -1,7 +1,8 @@
 """Settings: read once from the environment (and an optional ``.env``), validated up front.
 
-Every setting is declared once in ``SETTINGS`` with its default and a one-line
-description; the README's configuration table is generated from the same list.
+Every setting is declared once, as a field of ``Settings`` with its variable,
+default, validation and description; ``SETTINGS``, ``load()`` and the README's
+configuration table (``markdown_table()``) are derived from those declarations.
 Errors name the setting so an operator knows what to fix.
 """
 
@@ -14,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
+
+from dotenv import dotenv_values
 
 from .errors import ConfigError
 
@@ -65,21 +68,6 @@ def _hook(name: str, raw: str) -> str:
     return raw
 
 
-def _duration(name: str, raw: str) -> int:
-    """Seconds, or a number with a unit: ``90s``, ``30m``, ``12h``, ``7d``; 0 means unbounded."""
-    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-    text = raw.strip().lower()
-    scale = units.get(text[-1:], 0) if text else 0
-    number = text[:-1] if scale else text
-    try:
-        value = float(number) * (scale or 1)
-    except ValueError:
-        raise ConfigError(f"{name}: expected seconds or a duration like 7d, 12h, 30m, got {raw!r}") from None
-    if value < 0:
-        raise ConfigError(f"{name}: must not be negative, got {raw!r}")
-    return int(value)
-
-
 def _str(name: str, raw: str) -> str:
     return raw
 
@@ -118,155 +106,156 @@ def _log_format(name: str, raw: str) -> str:
 
 @dataclass(frozen=True)
 class Setting:
+    """One setting: its variable, its default (parsed like an environment value), how it is
+    validated, and how the README shows it (``shown`` overrides the default's display)."""
+
     env: str
     default: str
     parse: Callable[[str, str], Any]
     doc: str
+    shown: str | None = None
 
 
-# field name -> declaration. Defaults are strings, parsed like environment values.
-SETTINGS: dict[str, Setting] = {
-    "redis_url": Setting(
-        "MAILQ_REDIS_URL", "", _redis_url, "Redis for queues and schedules (else REDIS_URL, else redis://127.0.0.1:6379/0)"
-    ),
-    "database_url": Setting(
-        "MAILQ_DATABASE_URL", "", _database_url, "sqlite:///PATH or postgresql://user@host/db (default: SQLite at VAR_DIR/mailq.db)"
-    ),
-    "storage_url": Setting("MAILQ_STORAGE_URL", "", _storage_url, "where raw messages and attachments go (default: file://VAR_DIR/blobs)"),
-    "storage_concurrency": Setting(
-        "MAILQ_STORAGE_CONCURRENCY", "16", lambda n, r: _int(n, r, 1), "S3 store: blob uploads in flight per worker process"
-    ),
-    "storage_deadline": Setting(
-        "MAILQ_STORAGE_DEADLINE",
-        "120",
-        lambda n, r: _float(n, r, 1),
-        "S3 store: a batch's uploads not all acknowledged by then fail the poll",
-    ),
-    "var_dir": Setting("MAILQ_VAR_DIR", "./var", _str, "directory for the default database, blobs and secret key"),
-    "secret_key": Setting("MAILQ_SECRET_KEY", "", _str, "Fernet key encrypting stored passwords (default: read from VAR_DIR/secret.key)"),
-    "poll_interval": Setting("MAILQ_POLL_INTERVAL", "60", lambda n, r: _int(n, r, 1), "default seconds between polls of a mailbox"),
-    "max_message_bytes": Setting(
-        "MAILQ_MAX_MESSAGE_BYTES", "52428800", lambda n, r: _int(n, r, 1), "messages larger than this are recorded as skipped, not fetched"
-    ),
-    "connect_timeout": Setting(
-        "MAILQ_CONNECT_TIMEOUT",
-        "10",
-        lambda n, r: _float(n, r, 0.1),
-        "seconds to connect, finish TLS, read the greeting and log in, in total",
-    ),
-    "read_timeout": Setting(
-        "MAILQ_READ_TIMEOUT", "60", lambda n, r: _float(n, r, 0.1), "seconds an IMAP answer may stall (see MAILQ_MIN_TRANSFER_RATE)"
-    ),
-    "min_transfer_rate": Setting(
-        "MAILQ_MIN_TRANSFER_RATE",
-        "16384",
-        lambda n, r: _int(n, r, 1),
-        "bytes/s an IMAP answer must keep up over each MAILQ_READ_TIMEOUT window, or the connection is closed",
-    ),
-    "ca_file": Setting("MAILQ_CA_FILE", "", _str, "extra CA bundle to verify IMAP servers (a mailbox may set its own)"),
-    "fetch_batch": Setting("MAILQ_FETCH_BATCH", "100", lambda n, r: _int(n, r, 1), "messages fetched and committed per batch"),
-    "fetch_batch_bytes": Setting(
-        "MAILQ_FETCH_BATCH_BYTES", "16777216", lambda n, r: _int(n, r, 1), "a batch stops growing at this many bytes (bounds worker memory)"
-    ),
-    "poll_budget_messages": Setting(
-        "MAILQ_POLL_BUDGET_MESSAGES",
-        "2000",
-        lambda n, r: _int(n, r, 1),
-        "a poll stops after this many new messages; the next poll continues",
-    ),
-    "poll_budget_seconds": Setting(
-        "MAILQ_POLL_BUDGET_SECONDS", "60", lambda n, r: _float(n, r, 1), "a poll stops starting new batches after this many seconds"
-    ),
-    "failing_poll_slots": Setting(
-        "MAILQ_FAILING_POLL_SLOTS",
-        "2",
-        lambda n, r: _int(n, r, 1),
-        "polls of failing mailboxes running at once, farm-wide (keep below the worker count: the rest is healthy mail's)",
-    ),
-    "backoff_base": Setting(
-        "MAILQ_BACKOFF_BASE", "30", lambda n, r: _float(n, r, 0), "first retry delay after a transient failure (doubles each time)"
-    ),
-    "backoff_max": Setting(
-        "MAILQ_BACKOFF_MAX", "1800", lambda n, r: _float(n, r, 0), "longest retry delay after repeated transient failures"
-    ),
-    "scheduler_interval": Setting(
-        "MAILQ_SCHEDULER_INTERVAL", "1", lambda n, r: _float(n, r, 0.1), "how often the scheduler looks for due polls"
-    ),
-    "reconcile_interval": Setting(
-        "MAILQ_RECONCILE_INTERVAL", "60", lambda n, r: _float(n, r, 1), "how often the scheduler reconciles schedules with the database"
-    ),
-    "lock_ttl": Setting(
-        "MAILQ_LOCK_TTL",
-        "60",
-        lambda n, r: _int(n, r, 5),
-        "seconds a poll's mailbox lock lives unless renewed (a killed poll frees it this fast)",
-    ),
-    "worker_fork": Setting(
-        "MAILQ_WORKER_FORK",
-        "0",
-        _bool,
-        "1: fork a process per job (RQ's default, full isolation, ~30 ms CPU per poll); 0: run jobs in the worker process",
-    ),
-    "job_timeout": Setting("MAILQ_JOB_TIMEOUT", "900", lambda n, r: _int(n, r, 10), "RQ kills a poll job running longer than this"),
-    "hook": Setting("MAILQ_HOOK", "", _hook, "package.module:function called with each new message id"),
-    "webhook_url": Setting("MAILQ_WEBHOOK_URL", "", _str, "URL receiving a signed JSON POST per new message"),
-    "webhook_secret": Setting("MAILQ_WEBHOOK_SECRET", "", _str, "HMAC-SHA256 key signing webhook bodies"),
-    "dispatch_retry_delays": Setting(
-        "MAILQ_DISPATCH_RETRY_DELAYS",
-        "30,120,600",
-        _delays,
-        "seconds before each retry of a failed hook/webhook delivery (one retry per value)",
-    ),
-    "poll_history": Setting(
-        "MAILQ_POLL_HISTORY", "7d", _duration, "poll runs older than this are pruned (seconds, or 7d, 12h, 30m; 0 keeps them)"
-    ),
-    "poll_history_per_mailbox": Setting(
-        "MAILQ_POLL_HISTORY_PER_MAILBOX", "200", lambda n, r: _int(n, r, 0), "newest poll runs kept per mailbox (0: no count bound)"
-    ),
-    "console_refresh": Setting("MAILQ_CONSOLE_REFRESH", "2", lambda n, r: _float(n, r, 0.2), "seconds between console refreshes"),
-    "log_level": Setting(
-        "MAILQ_LOG_LEVEL", "INFO", _log_level, "logging level of workers and scheduler (DEBUG also shows RQ's per-job lines)"
-    ),
-    "log_format": Setting("MAILQ_LOG_FORMAT", "text", _log_format, "text, or json: one JSON object per log line (for log shippers)"),
-}
+def _duration(name: str, raw: str) -> int:
+    """Seconds, or a number with a unit: ``90s``, ``30m``, ``12h``, ``7d``; 0 means unbounded."""
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    text = raw.strip().lower()
+    scale = units.get(text[-1:], 0) if text else 0
+    number = text[:-1] if scale else text
+    try:
+        value = float(number) * (scale or 1)
+    except ValueError:
+        raise ConfigError(f"{name}: expected seconds or a duration like 7d, 12h, 30m, got {raw!r}") from None
+    if value < 0:
+        raise ConfigError(f"{name}: must not be negative, got {raw!r}")
+    return int(value)
+
+
+def _setting(env: str, default: str, parse: Callable[[str, str], Any], doc: str, shown: str | None = None) -> Any:
+    return dataclasses.field(metadata={"setting": Setting(env, default, parse, doc, shown)})
 
 
 @dataclass(frozen=True)
 class Settings:
-    redis_url: str
-    database_url: str
-    storage_url: str
-    storage_concurrency: int
-    storage_deadline: float
-    var_dir: Path
-    secret_key: str
-    poll_interval: int
-    max_message_bytes: int
-    connect_timeout: float
-    read_timeout: float
-    min_transfer_rate: int
-    ca_file: str
-    fetch_batch: int
-    fetch_batch_bytes: int
-    poll_budget_messages: int
-    poll_budget_seconds: float
-    failing_poll_slots: int
-    backoff_base: float
-    backoff_max: float
-    scheduler_interval: float
-    reconcile_interval: float
-    lock_ttl: int
-    worker_fork: bool
-    job_timeout: int
-    hook: str
-    webhook_url: str
-    webhook_secret: str
-    dispatch_retry_delays: str
-    poll_history: int
-    poll_history_per_mailbox: int
-    console_refresh: float
-    log_level: str
-    log_format: str
+    """Every setting, declared once: the field, its variable, default, validation and documentation.
+
+    ``SETTINGS`` (below), ``load()`` and the README's table (``markdown_table()``,
+    checked by tests/test_config.py) all come from these declarations.
+    """
+
+    redis_url: str = _setting(
+        "MAILQ_REDIS_URL", "", _redis_url, "Redis for queues and schedules", "`REDIS_URL`, else `redis://127.0.0.1:6379/0`"
+    )
+    database_url: str = _setting(
+        "MAILQ_DATABASE_URL", "", _database_url, "`sqlite:///PATH` or `postgresql://user@host/db`", "`sqlite:///VAR_DIR/mailq.db`"
+    )
+    storage_url: str = _setting(
+        "MAILQ_STORAGE_URL",
+        "",
+        _storage_url,
+        "where raw messages and attachments go (content-addressed by sha256): `file://PATH` or `s3://BUCKET[/PREFIX]` (AWS credentials, region and endpoint from the standard `AWS_*` variables or profiles; see [docs/deploy.md](docs/deploy.md))",
+        "`file://VAR_DIR/blobs`",
+    )
+    storage_concurrency: int = _setting(
+        "MAILQ_STORAGE_CONCURRENCY", "16", lambda n, r: _int(n, r, 1), "S3 store: blob uploads in flight per worker process"
+    )
+    storage_deadline: float = _setting(
+        "MAILQ_STORAGE_DEADLINE",
+        "120",
+        lambda n, r: _float(n, r, 1),
+        "S3 store: a batch's uploads not all acknowledged by then fail the poll (it is retried)",
+    )
+    var_dir: Path = _setting("MAILQ_VAR_DIR", "./var", _str, "directory for the default database, blobs and secret key")
+    secret_key: str = _setting("MAILQ_SECRET_KEY", "", _str, "Fernet key encrypting stored passwords", "read from `VAR_DIR/secret.key`")
+    poll_interval: int = _setting("MAILQ_POLL_INTERVAL", "60", lambda n, r: _int(n, r, 1), "default seconds between polls of a mailbox")
+    max_message_bytes: int = _setting(
+        "MAILQ_MAX_MESSAGE_BYTES", "52428800", lambda n, r: _int(n, r, 1), "larger messages are recorded as skipped, not fetched"
+    )
+    connect_timeout: float = _setting(
+        "MAILQ_CONNECT_TIMEOUT",
+        "10",
+        lambda n, r: _float(n, r, 0.1),
+        "seconds to connect, finish TLS, read the greeting and log in, in total",
+    )
+    read_timeout: float = _setting(
+        "MAILQ_READ_TIMEOUT", "60", lambda n, r: _float(n, r, 0.1), "seconds an IMAP answer may stall (see MAILQ_MIN_TRANSFER_RATE)"
+    )
+    min_transfer_rate: int = _setting(
+        "MAILQ_MIN_TRANSFER_RATE",
+        "16384",
+        lambda n, r: _int(n, r, 1),
+        "bytes/s an IMAP answer must keep up over each MAILQ_READ_TIMEOUT window, or the connection is closed",
+    )
+    ca_file: str = _setting("MAILQ_CA_FILE", "", _str, "extra CA bundle to verify IMAP servers (a mailbox may set its own `--ca-file`)")
+    fetch_batch: int = _setting("MAILQ_FETCH_BATCH", "100", lambda n, r: _int(n, r, 1), "messages fetched and committed per batch")
+    fetch_batch_bytes: int = _setting(
+        "MAILQ_FETCH_BATCH_BYTES", "16777216", lambda n, r: _int(n, r, 1), "a batch stops growing at this many bytes (bounds worker memory)"
+    )
+    poll_budget_messages: int = _setting(
+        "MAILQ_POLL_BUDGET_MESSAGES",
+        "2000",
+        lambda n, r: _int(n, r, 1),
+        "a poll stops after this many new messages; the next poll follows at once",
+    )
+    poll_budget_seconds: float = _setting(
+        "MAILQ_POLL_BUDGET_SECONDS", "60", lambda n, r: _float(n, r, 1), "a poll stops starting new batches after this many seconds"
+    )
+    failing_poll_slots: int = _setting(
+        "MAILQ_FAILING_POLL_SLOTS",
+        "2",
+        lambda n, r: _int(n, r, 1),
+        "polls of failing mailboxes running at once, farm-wide (keep it below the worker count)",
+    )
+    backoff_base: float = _setting(
+        "MAILQ_BACKOFF_BASE", "30", lambda n, r: _float(n, r, 0), "first retry delay after a transient failure (doubles each time)"
+    )
+    backoff_max: float = _setting("MAILQ_BACKOFF_MAX", "1800", lambda n, r: _float(n, r, 0), "longest retry delay")
+    scheduler_interval: float = _setting(
+        "MAILQ_SCHEDULER_INTERVAL", "1", lambda n, r: _float(n, r, 0.1), "how often the scheduler looks for due polls"
+    )
+    reconcile_interval: float = _setting(
+        "MAILQ_RECONCILE_INTERVAL", "60", lambda n, r: _float(n, r, 1), "how often the scheduler reconciles schedules with the database"
+    )
+    lock_ttl: int = _setting(
+        "MAILQ_LOCK_TTL",
+        "60",
+        lambda n, r: _int(n, r, 5),
+        "a running poll's claim lives this long unless renewed (a killed poll frees its mailbox this fast)",
+    )
+    worker_fork: bool = _setting(
+        "MAILQ_WORKER_FORK",
+        "0",
+        _bool,
+        "`1`: fork a process per job (RQ's default, full isolation); `0`: run jobs in the worker process (see below)",
+    )
+    job_timeout: int = _setting("MAILQ_JOB_TIMEOUT", "900", lambda n, r: _int(n, r, 10), "RQ stops a job running longer than this")
+    hook: str = _setting("MAILQ_HOOK", "", _hook, "`package.module:function` called with each new message id")
+    webhook_url: str = _setting("MAILQ_WEBHOOK_URL", "", _str, "URL receiving a JSON POST per new message")
+    webhook_secret: str = _setting(
+        "MAILQ_WEBHOOK_SECRET", "", _str, "HMAC-SHA256 key signing webhook bodies (`X-Mailq-Signature: sha256=<hex>`)"
+    )
+    dispatch_retry_delays: str = _setting(
+        "MAILQ_DISPATCH_RETRY_DELAYS", "30,120,600", _delays, "seconds before each retry of a failed hook/webhook delivery"
+    )
+    poll_history: int = _setting(
+        "MAILQ_POLL_HISTORY", "7d", _duration, "poll runs older than this are pruned (seconds, or 7d, 12h, 30m; 0 keeps them)"
+    )
+    poll_history_per_mailbox: int = _setting(
+        "MAILQ_POLL_HISTORY_PER_MAILBOX", "200", lambda n, r: _int(n, r, 0), "newest poll runs kept per mailbox (0: no count bound)"
+    )
+    console_refresh: float = _setting("MAILQ_CONSOLE_REFRESH", "2", lambda n, r: _float(n, r, 0.2), "seconds between console refreshes")
+    log_level: str = _setting(
+        "MAILQ_LOG_LEVEL",
+        "INFO",
+        _log_level,
+        "logging level of workers and scheduler: at INFO a poll logs one line only when something happened (new mail, an error, a health change); `DEBUG` adds every poll and RQ's per-job lines",
+    )
+    log_format: str = _setting(
+        "MAILQ_LOG_FORMAT",
+        "text",
+        _log_format,
+        "`json`: one JSON object per line (`ts`, `level`, `logger`, `message`, and `mailbox_id`, `outcome`, `new`, `state` on poll lines)",
+    )
 
     @property
     def secret_key_file(self) -> Path:
@@ -289,11 +278,22 @@ class Settings:
         return env
 
 
+SETTINGS: dict[str, Setting] = {f.name: f.metadata["setting"] for f in dataclasses.fields(Settings)}
+"""field name -> declaration, in declaration order."""
+
+
+def markdown_table() -> str:
+    """The README's configuration table."""
+    lines = ["| setting | default | what it does |", "|---|---|---|"]
+    for s in SETTINGS.values():
+        shown = s.shown if s.shown is not None else (f"`{s.default}`" if s.default else "—")
+        lines.append(f"| `{s.env}` | {shown} | {s.doc} |")
+    return "\n".join(lines)
+
+
 def _read_env_file(path: Path) -> dict[str, str]:
     if not path.is_file():
         return {}
-    from dotenv import dotenv_values
-
     return {k: v for k, v in dotenv_values(path).items() if v is not None}
 
 

@@ -1,8 +1,8 @@
 """The database: one peewee ``DatabaseProxy`` bound from ``MAILQ_DATABASE_URL``.
 
 SQLite runs in WAL mode with a busy timeout and foreign keys on, because several
-worker processes write at once. Connections are opened per process after fork
-(RQ's work-horse), never inherited.
+worker processes write at once. Connections are opened per process (and again after a fork
+with ``MAILQ_WORKER_FORK=1``), never inherited.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import contextlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlparse
 
 import peewee
@@ -123,7 +124,10 @@ def is_postgres() -> bool:
 
 @contextlib.contextmanager
 def errors_as_mailq() -> Iterator[None]:
-    """Turn driver errors into ``DatabaseError`` with an actionable message."""
+    """Turn database driver errors (peewee's) into ``DatabaseError`` with an actionable message.
+
+    Database errors only: anything else (Redis, disk, IMAP) passes through untouched.
+    """
     try:
         yield
     except peewee.OperationalError as exc:
@@ -140,3 +144,23 @@ def errors_as_mailq() -> Iterator[None]:
         raise DatabaseError(f"database error: {text}", orig=exc) from None
     except peewee.InterfaceError as exc:
         raise DatabaseError(f"database connection lost: {exc}: check MAILQ_DATABASE_URL", orig=exc) from None
+
+
+def insert_rows(model, rows: list[dict[str, Any]], ignore_conflicts: bool = False) -> None:
+    """Multi-row INSERT (optionally ON CONFLICT DO NOTHING, SQLite and PostgreSQL), built directly.
+
+    peewee's insert_many spent ~0.2 ms per row generating SQL, as much as
+    parsing the message; this statement costs almost nothing to build.
+    """
+    if not rows:
+        return
+    fields = [model._meta.fields[name] for name in rows[0]]
+    one = "(" + ", ".join([database.obj.param] * len(fields)) + ")"
+    sql = (
+        f'INSERT INTO "{model._meta.table_name}" ('
+        + ", ".join(f'"{f.column_name}"' for f in fields)
+        + ") VALUES "
+        + ", ".join([one] * len(rows))
+        + (" ON CONFLICT DO NOTHING" if ignore_conflicts else "")
+    )
+    database.execute_sql(sql, [f.db_value(row[f.name]) for row in rows for f in fields])

@@ -49,6 +49,18 @@ class StorageError(MailqError):
     """Raised when a blob cannot be written, read or deleted (disk full, permissions, S3 unreachable or refusing)."""
 
 
+class DispatchError(MailqError):
+    """Raised when the hook or webhook failed for some messages of a batch (RQ retries the job)."""
+
+
+class InvalidMailbox(UsageError):
+    """Raised when a mailbox definition is invalid (names the field and the reason)."""
+
+
+class LockLost(MailqError):
+    """Raised inside a poll when another poll took over its mailbox (its claim expired meanwhile)."""
+
+
 class ImapError(MailqError):
     """Base class of failures talking to an IMAP server."""
 
@@ -95,6 +107,11 @@ _KINDS = {
     DatabaseError: "database",
     QueueError: "redis",
     ConfigError: "config",
+    UsageError: "usage",
+    NotFoundError: "not_found",
     SecretKeyError: "secret_key",
     StorageError: "storage",
+    DispatchError: "dispatch",
+    InvalidMailbox: "invalid_mailbox",
+    LockLost: "lock_lost",
 }

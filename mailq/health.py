@@ -1,4 +1,4 @@
-"""Poll-run records and the mailbox health state machine (DESIGN section 5).
+"""Poll-run records and the mailbox health state machine.
 
 States: ``ok``; ``failing`` (transient trouble: DNS, refused, timeout, BYE —
 retried with capped exponential backoff plus jitter, so a flaky server is not
@@ -17,6 +17,7 @@ from .config import Settings
 from .db import database, errors_as_mailq
 from .errors import AuthError, MailqError
 from .models import Mailbox, PollRun, utcnow
+from .states import Outcome, State
 from .text import one_line
 
 FOLDER_ERROR = "folder"
@@ -33,12 +34,8 @@ def backoff_seconds(settings: Settings, failures: int, rng: random.Random | None
 
 
 def is_due(mailbox: Mailbox, now: datetime | None = None) -> bool:
-    """Whether a scheduler tick should poll ``mailbox`` now: not paused, not parked, not backing off."""
-    if mailbox.paused or mailbox.state == "auth_error":
-        return False
-    if mailbox.next_attempt_at is None:
-        return True
-    return mailbox.next_attempt_at <= (now or utcnow())
+    """Whether a poll should log in to ``mailbox`` now: not paused, not parked, not backing off."""
+    return mailbox.is_due(now)
 
 
 def start_run(mailbox_id: int, worker: str | None = None, *, record: bool = True) -> PollRun:
@@ -49,7 +46,7 @@ def start_run(mailbox_id: int, worker: str | None = None, *, record: bool = True
     A poll that finds work calls ``open_run`` first, so a long poll shows as
     ``running`` (and a killed one becomes ``abandoned``) as before.
     """
-    run = PollRun(mailbox=mailbox_id, started_at=utcnow(), outcome="running", worker=worker)
+    run = PollRun(mailbox=mailbox_id, started_at=utcnow(), outcome=Outcome.RUNNING, worker=worker)
     if record:
         open_run(run)
     return run
@@ -82,21 +79,23 @@ def finish_ok(
     the healthy folders keep their normal cadence. Returns the outcome.
     """
     now = utcnow()
-    outcome = "error" if folder_error else ("partial" if partial else "ok")
+    outcome = Outcome.ERROR if folder_error else (Outcome.PARTIAL if partial else Outcome.OK)
     with errors_as_mailq(), database.atomic():
         _finish(run, outcome, new, skipped, folders_checked, FOLDER_ERROR if folder_error else None, folder_error)
         changes = {Mailbox.last_poll_at: now, Mailbox.last_success_at: now, Mailbox.next_attempt_at: None, Mailbox.updated_at: now}
         if folder_error:
             changes.update(
                 {
-                    Mailbox.state: "failing",
+                    Mailbox.state: State.FAILING,
                     Mailbox.last_error: folder_error,
                     Mailbox.last_error_class: FOLDER_ERROR,
                     Mailbox.consecutive_failures: Mailbox.consecutive_failures + 1,
                 }
             )
         else:
-            changes.update({Mailbox.state: "ok", Mailbox.consecutive_failures: 0, Mailbox.last_error: None, Mailbox.last_error_class: None})
+            changes.update(
+                {Mailbox.state: State.OK, Mailbox.consecutive_failures: 0, Mailbox.last_error: None, Mailbox.last_error_class: None}
+            )
         Mailbox.update(changes).where(Mailbox.id == run.mailbox_id).execute()
     return outcome
 
@@ -114,11 +113,12 @@ def finish_error(
     skipped: int = 0,
     folders_checked: int = 0,
     rng: random.Random | None = None,
-) -> str:
+) -> tuple[str, datetime | None]:
     """Close a failed poll and move the mailbox to ``auth_error`` or ``failing`` (with backoff).
 
     An unexpected exception (a bug) also backs off, so a poison state cannot spin
-    a worker. Returns the outcome (``auth_error`` or ``error``).
+    a worker. Returns the outcome (``auth_error`` or ``error``) and the end of the
+    backoff (None after an authentication failure: no retry at all).
     """
     now = utcnow()
     text = one_line(str(error) or type(error).__name__, limit=1000)
@@ -126,10 +126,10 @@ def finish_error(
     with errors_as_mailq(), database.atomic():
         mailbox = Mailbox.get_by_id(run.mailbox_id)
         if isinstance(error, AuthError):
-            outcome, state, next_at = "auth_error", "auth_error", None
+            outcome, state, next_at = Outcome.AUTH_ERROR, State.AUTH_ERROR, None
             failures = mailbox.consecutive_failures + 1
         else:
-            outcome, state = "error", "failing"
+            outcome, state = Outcome.ERROR, State.FAILING
             failures = mailbox.consecutive_failures + 1
             next_at = now + timedelta(seconds=backoff_seconds(settings, failures, rng))
         _finish(run, outcome, new, skipped, folders_checked, error_class, text)
@@ -144,14 +144,14 @@ def finish_error(
                 Mailbox.updated_at: now,
             }
         ).where(Mailbox.id == run.mailbox_id).execute()
-    return outcome
+    return outcome, next_at
 
 
 def finish_interrupted(run: PollRun, error: BaseException) -> None:
     """Best-effort close of a poll the database failed under; the mailbox's health is not its fault."""
     try:
         with errors_as_mailq():
-            run.finished_at, run.outcome = utcnow(), "error"
+            run.finished_at, run.outcome = utcnow(), Outcome.ERROR
             run.error_class, run.error_text = error_class_of(error), one_line(str(error), limit=1000)
             run.save()
     except MailqError:
@@ -165,10 +165,10 @@ def close_abandoned(older_than: timedelta) -> int:
         return (
             PollRun.update(
                 finished_at=utcnow(),
-                outcome="abandoned",
-                error_class="abandoned",
+                outcome=Outcome.ABANDONED,
+                error_class=Outcome.ABANDONED,
                 error_text="the worker running this poll died; the next poll picks up where it stopped",
             )
-            .where((PollRun.outcome == "running") & (PollRun.started_at < cutoff))
+            .where((PollRun.outcome == Outcome.RUNNING) & (PollRun.started_at < cutoff))
             .execute()
         )

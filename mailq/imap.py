@@ -28,7 +28,7 @@ from typing import Any
 from imapclient import IMAPClient, imap4, tls
 from imapclient import exceptions as imx
 
-from . import crypto, literal8
+from . import compat, crypto, literal8
 from .config import Settings
 from .errors import AuthError, ImapConnectionError, ImapError, ImapTimeoutError, MailqError, ProtocolError, TLSError
 from .models import Mailbox
@@ -146,7 +146,7 @@ class Session:
 
     def refresh_capabilities(self) -> set[str]:
         with self._guard("asking for capabilities"):
-            self.client._cached_capabilities = None
+            compat.forget_capabilities(self.client)
             self.capabilities = {
                 c.decode("ascii", "replace").upper() if isinstance(c, bytes) else str(c).upper() for c in self.client.capabilities()
             }
@@ -288,7 +288,7 @@ def _open_client(settings: Settings, mailbox: Mailbox, wire: Wire) -> Client:
                     f"{_where(mailbox)} does not offer STARTTLS: use --security ssl (port 993), or plain only on a trusted network"
                 )
             client.starttls(_DeadlineContext(context, wire))
-            client._cached_capabilities = None
+            compat.forget_capabilities(client)
         except Exception as exc:
             _shutdown(client)
             raise map_error(exc, mailbox, "starting TLS", settings.connect_timeout) from None

@@ -14,19 +14,16 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
-from . import crypto
+from . import crypto, removal
 from .config import Settings
 from .db import database, errors_as_mailq
-from .errors import MailqError, NotFoundError, UsageError
+from .errors import InvalidMailbox, MailqError, NotFoundError, UsageError
 from .models import PRIORITIES, SECURITY, Mailbox, utcnow
+from .states import State
 
 CSV_COLUMNS = ["name", "host", "port", "security", "username", "password", "folders", "interval", "priority"]
 DEFAULT_PORTS = {"ssl": 993, "starttls": 143, "plain": 143}
 _NAME_RE = re.compile(r"^[^\s\x00-\x1f\x7f][^\x00-\x1f\x7f]{0,199}$")
-
-
-class InvalidMailbox(UsageError):
-    """Raised when a mailbox definition is invalid (names the field and the reason)."""
 
 
 @dataclass
@@ -157,8 +154,8 @@ def save(settings: Settings, spec: MailboxSpec) -> tuple[Mailbox, bool]:
         existing.initial_sync, existing.ca_file = spec.initial_sync, spec.ca_file
         if credentials_changed:
             existing.secret = crypto.encrypt(settings, spec.password)
-            if existing.state == "auth_error":
-                existing.state, existing.consecutive_failures, existing.next_attempt_at = "ok", 0, None
+            if existing.state == State.AUTH_ERROR:
+                existing.state, existing.consecutive_failures, existing.next_attempt_at = State.OK, 0, None
         existing.updated_at = utcnow()
         existing.save()
         return existing, False
@@ -237,7 +234,7 @@ def set_paused(mailbox: Mailbox, paused: bool) -> Mailbox:
     with errors_as_mailq():
         mailbox.paused = paused
         if not paused:
-            mailbox.state, mailbox.consecutive_failures, mailbox.next_attempt_at = "ok", 0, None
+            mailbox.state, mailbox.consecutive_failures, mailbox.next_attempt_at = State.OK, 0, None
         mailbox.updated_at = utcnow()
         mailbox.save()
     return mailbox
@@ -250,8 +247,6 @@ def remove(settings: Settings, mailbox: Mailbox) -> dict[str, int]:
     row so nothing ingests into it, then blobs only this mailbox references, then
     rows, and the mailbox row last so a re-run finds it again.
     """
-    from . import removal
-
     return removal.remove_mailbox(settings, mailbox)
 
 

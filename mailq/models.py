@@ -12,8 +12,9 @@ from datetime import UTC, datetime
 import peewee as pw
 
 from .db import database
+from .states import PAUSED, Outcome, State
 
-STATES = ("ok", "failing", "auth_error")
+STATES = tuple(State)
 SECURITY = ("ssl", "starttls", "plain")
 PRIORITIES = ("high", "normal")
 
@@ -51,7 +52,7 @@ class Mailbox(BaseModel):
     priority = pw.CharField(max_length=10, default="normal")
     initial_sync = pw.CharField(max_length=32, default="all")  # all | new | since:YYYY-MM-DD
     paused = pw.BooleanField(default=False)
-    state = pw.CharField(max_length=16, default="ok", index=True)
+    state = pw.CharField(max_length=16, default=State.OK, index=True)
     consecutive_failures = pw.IntegerField(default=0)
     next_attempt_at = pw.DateTimeField(null=True)
     last_poll_at = pw.DateTimeField(null=True)
@@ -66,12 +67,22 @@ class Mailbox(BaseModel):
 
     @property
     def display_state(self) -> str:
-        return "paused" if self.paused else self.state
+        return PAUSED if self.paused else self.state
 
+    # The one "enabled" rule, in Python and in SQL (tests/test_states.py checks they agree).
     @property
     def enabled(self) -> bool:
         """Whether it should have a recurring poll: not paused and not parked on bad credentials."""
-        return not self.paused and self.state != "auth_error"
+        return not self.paused and self.state != State.AUTH_ERROR
+
+    @classmethod
+    def enabled_clause(cls) -> pw.Expression:
+        """``enabled`` as a WHERE clause (peewee builds SQL from ``==``, hence no ``not``)."""
+        return (cls.paused == False) & (cls.state != State.AUTH_ERROR)  # noqa: E712
+
+    def is_due(self, now: datetime | None = None) -> bool:
+        """Whether a poll should log in now: enabled, and not backing off."""
+        return self.enabled and (self.next_attempt_at is None or self.next_attempt_at <= (now or utcnow()))
 
 
 class FolderState(BaseModel):
@@ -135,7 +146,7 @@ class PollRun(BaseModel):
     mailbox = pw.ForeignKeyField(Mailbox, backref="poll_runs", on_delete="CASCADE")
     started_at = pw.DateTimeField(default=utcnow)
     finished_at = pw.DateTimeField(null=True)
-    outcome = pw.CharField(max_length=16, default="running")  # running | ok | partial | error | auth_error
+    outcome = pw.CharField(max_length=16, default=Outcome.RUNNING)
     new_count = pw.IntegerField(default=0)
     skipped_count = pw.IntegerField(default=0)
     folders_checked = pw.IntegerField(default=0)

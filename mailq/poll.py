@@ -13,13 +13,16 @@ import os
 import socket
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field, fields
+from datetime import UTC
 from typing import Any
 
 from . import health, imap, reads
 from .config import Settings
 from .errors import DatabaseError, ImapConnectionError, ImapTimeoutError, MailqError, NotFoundError, ProtocolError
 from .models import Mailbox
+from .queues import poll_queue_name
+from .states import PAUSED, Outcome, State
 from .storage import open_store
 from .sync import Budget, sync_folder
 from .text import literal, one_line
@@ -27,12 +30,20 @@ from .text import literal, one_line
 log = logging.getLogger(__name__)
 
 
+_SCHEDULE = {"metadata": {"schedule": True}}
+
+
 @dataclass
 class PollResult:
-    """What a poll did; ``as_dict()`` is the stable ``--json`` shape."""
+    """What a poll did; ``as_dict()`` is the stable ``--json`` shape.
+
+    The last three fields are what the schedule needs afterwards (see
+    ``schedule.after_poll``), read with the mailbox row at the start of the
+    poll; they stay out of ``as_dict()``.
+    """
 
     mailbox_id: int
-    outcome: str  # ok | partial (budget hit, more pending) | error | auth_error | skipped
+    outcome: str  # an Outcome: ok | partial (budget hit, more pending) | error | auth_error | skipped
     folders_checked: int = 0
     new: int = 0
     skipped: int = 0
@@ -40,9 +51,12 @@ class PollResult:
     error_class: str | None = None
     error_text: str | None = None
     more_pending: bool = False
+    interval: int | None = field(default=None, **_SCHEDULE)
+    queue: str | None = field(default=None, **_SCHEDULE)
+    retry_at: float | None = field(default=None, **_SCHEDULE)  # epoch seconds: a backoff ends then
 
     def as_dict(self) -> dict[str, Any]:
-        data = asdict(self)
+        data = {f.name: getattr(self, f.name) for f in fields(self) if not f.metadata.get("schedule")}
         data["duration_s"] = round(self.duration_s, 3)
         return data
 
@@ -82,11 +96,9 @@ def _worker_name() -> str:
 
 
 def _skip_reason(mailbox: Mailbox, force: bool) -> str | None:
-    if mailbox.paused:
-        return "paused"
-    if mailbox.state == "auth_error":
-        return "auth_error: credentials were rejected; change them or resume the mailbox"
-    if not force and not health.is_due(mailbox):
+    if not mailbox.enabled:
+        return PAUSED if mailbox.paused else f"{State.AUTH_ERROR}: credentials were rejected; change them or resume the mailbox"
+    if not force and not mailbox.is_due():
         return f"backing off until {mailbox.next_attempt_at.isoformat()}Z after {mailbox.consecutive_failures} failure(s)"
     return None
 
@@ -112,12 +124,13 @@ def poll_mailbox(
         mailbox = reads.mailbox(mailbox_id)
     if mailbox is None:
         raise NotFoundError(f"no mailbox with id {mailbox_id}: see `mailq mailbox list`")
+    for_schedule = {"interval": mailbox.interval, "queue": poll_queue_name(mailbox.priority)}
     reason = _skip_reason(mailbox, force)
     if reason:
-        return PollResult(mailbox_id, "skipped", error_text=reason, duration_s=time.monotonic() - started)
+        return PollResult(mailbox_id, Outcome.SKIPPED, error_text=reason, duration_s=time.monotonic() - started, **for_schedule)
 
     run = health.start_run(mailbox.id, worker=_worker_name(), record=False)  # inserted at the end, or once work is found
-    result = PollResult(mailbox_id, "running")
+    result = PollResult(mailbox_id, Outcome.RUNNING, **for_schedule)
     folder_errors: list[str] = []
     try:
         store = open_store(settings)
@@ -157,9 +170,10 @@ def poll_mailbox(
     except MailqError as exc:
         if folder_errors and isinstance(exc, (ImapConnectionError, ImapTimeoutError)):
             exc = type(exc)(f"{exc} (also: {'; '.join(folder_errors)})", orig=exc.orig)
-        result.outcome = health.finish_error(
+        result.outcome, retry_at = health.finish_error(
             run, exc, settings, new=result.new, skipped=result.skipped, folders_checked=result.folders_checked
         )
+        result.retry_at = retry_at.replace(tzinfo=UTC).timestamp() if retry_at is not None else None
         result.error_class, result.error_text = health.error_class_of(exc), str(exc)
         result.duration_s = time.monotonic() - started
         log_outcome(result, mailbox.name, mailbox.state)

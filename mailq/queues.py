@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Iterator
+from urllib.parse import urlparse
 
 import redis
 from rq import Queue
@@ -20,9 +21,6 @@ from .errors import QueueError
 HIGH, EMAIL, WORKFLOW, DEFAULT = "email-high", "email", "workflow", "default"
 QUEUE_NAMES: tuple[str, ...] = (HIGH, EMAIL, WORKFLOW, DEFAULT)
 """Every mailq queue, in the order workers take them."""
-
-KEY_PREFIX = "mailq:"
-"""Every Redis key mailq itself owns starts with this (rq's own keys start with ``rq:``)."""
 
 SOCKET_TIMEOUT = 30.0
 """Seconds any Redis reply may take, except a worker's: RQ blocks in BLPOP for up to ~405 s."""
@@ -77,8 +75,6 @@ def register(conn: redis.Redis) -> None:
 
 def _where(url: str) -> str:
     """The Redis URL without a password, for error messages."""
-    from urllib.parse import urlparse
-
     parsed = urlparse(url)
     host = parsed.hostname or parsed.path or "?"
     return f"{parsed.scheme}://{host}{':' + str(parsed.port) if parsed.port else ''}{parsed.path if parsed.hostname else ''}"

@@ -9,11 +9,16 @@
 
 from __future__ import annotations
 
+import logging
+
+from . import schedule
 from .config import Settings
 from .db import database, errors_as_mailq
+from .errors import QueueError
 from .models import Attachment, FolderState, Mailbox, Message, PollRun
 from .storage import open_store
 
+log = logging.getLogger("mailq.removal")
 _CHUNK = 500
 
 
@@ -41,17 +46,10 @@ def _orphaned_blobs(mailbox_id: int) -> set[str]:
 def _stop_polls(settings: Settings, mailbox_id: int) -> None:
     """Cancel the recurring poll and a queued poll. With Redis down the removal goes on: the
     scheduler's reconcile drops the orphaned schedule, and a poll of a deleted mailbox skips."""
-    import logging
-
-    from . import schedule
-    from .errors import QueueError
-
     try:
         schedule.forget(settings, mailbox_id)
     except QueueError as exc:
-        logging.getLogger("mailq.removal").warning(
-            "mailbox %s: schedule not cancelled (%s); the scheduler drops it at its next reconcile", mailbox_id, exc
-        )
+        log.warning("mailbox %s: schedule not cancelled (%s); the scheduler drops it at its next reconcile", mailbox_id, exc)
 
 
 def remove_mailbox(settings: Settings, mailbox: Mailbox) -> dict[str, int]:

@@ -18,7 +18,8 @@ import time
 
 import redis
 
-from .locks import LockLost, renew
+from .claims import adopt as renew
+from .errors import LockLost
 
 TICK = 1.0
 """Seconds between the thread's looks at its claims: the granularity of renewals (ttl is >= 5 s)."""

@@ -24,24 +24,16 @@ import redis
 
 from .config import Settings
 from .health import FOLDER_ERROR
+from .keys import FAILING_POLL_SLOTS as KEY
+from .keys import scripts
 from .models import Mailbox
-from .queues import KEY_PREFIX
+from .states import State
 
-KEY = f"{KEY_PREFIX}failing_poll_slots"
 BUSY = "deferred: every MAILQ_FAILING_POLL_SLOTS slot is taken by a poll of another failing mailbox"
-
-_TAKE = """
-redis.call('zremrangebyscore', KEYS[1], '-inf', ARGV[1])
-if redis.call('zcard', KEYS[1]) < tonumber(ARGV[2]) then
-  redis.call('zadd', KEYS[1], ARGV[3], ARGV[4])
-  return 1
-end
-return 0
-"""
 
 
 def needs_slot(mailbox: Mailbox) -> bool:
-    if mailbox.state != "failing" or mailbox.last_error_class == FOLDER_ERROR:
+    if mailbox.state != State.FAILING or mailbox.last_error_class == FOLDER_ERROR:
         return False
     return mailbox.last_error_class == "timeout" or (mailbox.consecutive_failures or 0) >= 2
 
@@ -55,7 +47,7 @@ def slot(settings: Settings, conn: redis.Redis, mailbox: Mailbox) -> Iterator[bo
     token = uuid.uuid4().hex
     now = time.time()
     longest = settings.connect_timeout + settings.poll_budget_seconds + 2 * settings.read_timeout
-    got = bool(conn.eval(_TAKE, 1, KEY, now, settings.failing_poll_slots, now + longest, token))
+    got = bool(scripts(conn).take_slot(keys=[KEY], args=[now, settings.failing_poll_slots, now + longest, token]))
     try:
         yield got
     finally:

@@ -4,7 +4,7 @@ Each enabled mailbox has exactly one rq-scheduler entry, id ``mbx-<mailbox id>``
 a member of rq-scheduler's ZSET (score = next run, epoch seconds) plus its job
 hash, which is only a *template* (function, mailbox id, queue, interval).
 ``mailq scheduler`` never pushes the template itself: it claims the mailbox and
-enqueues a fresh ``poll-<id>-<token>`` job (see ``scheduler.py``). So the
+enqueues a fresh ``poll-<id>-<token>`` job (see ``claims.submit_poll``). So the
 template never runs, never gets a result TTL, and rq-scheduler's "hash expired,
 cancel the schedule" trap (a result_ttl below the interval) cannot fire.
 
@@ -16,8 +16,8 @@ next run. It is idempotent and cheap: one ZRANGE, pipelined HGETALLs, one query.
 
 from __future__ import annotations
 
+import json
 import random
-import re
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -26,25 +26,16 @@ import redis
 from rq.job import Job
 from rq_scheduler import Scheduler
 
+from . import claims, keys
 from .config import Settings
 from .db import errors_as_mailq
+from .keys import SCHEDULED, mailbox_of_entry
 from .models import Mailbox
-from .queues import connect, errors_as_queue, poll_queue_name
+from .poll import PollResult
+from .queues import EMAIL, connect, errors_as_queue, poll_queue_name
+from .states import Outcome
 
-POLL_FUNC = "mailq.jobs.poll"
-SCHEDULED_KEY = Scheduler.scheduled_jobs_key
-_ID_RE = re.compile(r"^mbx-(\d+)$")
 _CHUNK = 500
-
-
-def job_id(mailbox_id: int) -> str:
-    """The recurring entry's id (rq job ids allow only letters, digits, ``_`` and ``-``)."""
-    return f"mbx-{mailbox_id}"
-
-
-def mailbox_id_of(job_id_: str) -> int | None:
-    m = _ID_RE.match(job_id_)
-    return int(m.group(1)) if m else None
 
 
 @dataclass
@@ -66,18 +57,18 @@ class Plan:
 
 
 def _scheduler(conn: redis.Redis) -> Scheduler:
-    return Scheduler(queue_name="email", connection=conn, interval=1)
+    return Scheduler(queue_name=EMAIL, connection=conn, interval=1)
 
 
 def entries(conn: redis.Redis, start: int = 0, end: int = -1) -> list[Entry]:
     """Recurring polls ordered by next run, ``start..end`` inclusive (ZRANGE ranks)."""
-    members = conn.zrange(SCHEDULED_KEY, start, end, withscores=True)
-    found = [(mailbox_id_of(m.decode()), score) for m, score in members]
+    members = conn.zrange(SCHEDULED, start, end, withscores=True)
+    found = [(mailbox_of_entry(m.decode()), score) for m, score in members]
     found = [(mid, score) for mid, score in found if mid is not None]
     result: list[Entry] = []
     for i in range(0, len(found), _CHUNK):
         chunk = found[i : i + _CHUNK]
-        jobs = Job.fetch_many([job_id(mid) for mid, _ in chunk], connection=conn)
+        jobs = Job.fetch_many([keys.schedule_entry(mid) for mid, _ in chunk], connection=conn)
         for (mid, score), job in zip(chunk, jobs):
             interval = job.meta.get("interval") if job is not None else None
             result.append(Entry(mid, score, interval, job.origin if job is not None else None))
@@ -85,7 +76,7 @@ def entries(conn: redis.Redis, start: int = 0, end: int = -1) -> list[Entry]:
 
 
 def count(conn: redis.Redis) -> int:
-    return conn.zcard(SCHEDULED_KEY)
+    return conn.zcard(SCHEDULED)
 
 
 def next_runs(conn: redis.Redis, mailbox_ids: list[int]) -> dict[int, datetime]:
@@ -94,7 +85,7 @@ def next_runs(conn: redis.Redis, mailbox_ids: list[int]) -> dict[int, datetime]:
         return {}
     pipe = conn.pipeline(transaction=False)
     for mid in mailbox_ids:
-        pipe.zscore(SCHEDULED_KEY, job_id(mid))
+        pipe.zscore(SCHEDULED, keys.schedule_entry(mid))
     scores = pipe.execute()
     return {mid: datetime.fromtimestamp(s, UTC).replace(tzinfo=None) for mid, s in zip(mailbox_ids, scores) if s is not None}
 
@@ -102,8 +93,9 @@ def next_runs(conn: redis.Redis, mailbox_ids: list[int]) -> dict[int, datetime]:
 def _desired() -> dict[int, tuple[int, str, datetime | None, bool]]:
     """mailbox id -> (interval, queue, next attempt, never polled) of every enabled mailbox."""
     with errors_as_mailq():
-        enabled = (Mailbox.paused == False) & (Mailbox.state != "auth_error")  # noqa: E712 (a peewee expression)
-        rows = Mailbox.select(Mailbox.id, Mailbox.interval, Mailbox.priority, Mailbox.next_attempt_at, Mailbox.last_poll_at).where(enabled)
+        rows = Mailbox.select(Mailbox.id, Mailbox.interval, Mailbox.priority, Mailbox.next_attempt_at, Mailbox.last_poll_at).where(
+            Mailbox.enabled_clause()
+        )
         return {m.id: (m.interval, poll_queue_name(m.priority), m.next_attempt_at, m.last_poll_at is None) for m in rows}
 
 
@@ -127,10 +119,10 @@ def add(conn: redis.Redis, mailbox_id: int, interval: int, queue_name: str, *, f
     """Create or replace the entry (same id replaces in place: never a duplicate)."""
     _scheduler(conn).schedule(
         scheduled_time=datetime.fromtimestamp(first_run, UTC).replace(tzinfo=None),
-        func=POLL_FUNC,
+        func=keys.POLL_JOB,
         args=[mailbox_id],
         interval=interval,
-        id=job_id(mailbox_id),
+        id=keys.schedule_entry(mailbox_id),
         queue_name=queue_name,
         result_ttl=-1,
         timeout=job_timeout,
@@ -156,14 +148,32 @@ def first_run(interval: int, next_attempt_at: datetime | None, now: float | None
 def remove(conn: redis.Redis, mailbox_id: int) -> None:
     """Cancel the entry and delete its template hash (``cancel`` alone leaves the hash behind)."""
     pipe = conn.pipeline(transaction=False)
-    pipe.zrem(SCHEDULED_KEY, job_id(mailbox_id))
-    pipe.delete(Job.key_for(job_id(mailbox_id)))
+    pipe.zrem(SCHEDULED, keys.schedule_entry(mailbox_id))
+    pipe.delete(Job.key_for(keys.schedule_entry(mailbox_id)))
     pipe.execute()
 
 
 def defer(conn: redis.Redis, mailbox_id: int, until: float) -> None:
-    """Move the next run to ``until`` unless it is already later; never re-creates a removed entry."""
-    conn.zadd(SCHEDULED_KEY, {job_id(mailbox_id): int(until + 0.999)}, xx=True, gt=True)
+    """Move the next run to ``until`` unless it is already later; never re-creates a removed entry.
+
+    XX: never resurrect an entry removed meanwhile; GT: keep a later run set by a backoff.
+    """
+    conn.zadd(SCHEDULED, {keys.schedule_entry(mailbox_id): int(until + 0.999)}, xx=True, gt=True)
+
+
+def after_poll(conn: redis.Redis, result: PollResult, started: float) -> None:
+    """Move a mailbox's schedule after its poll: no earlier than one interval after the poll
+    started, not before a backoff ends, and gone after an authentication failure (no logins
+    until credentials change or an operator resumes). Called while the poll still holds its
+    claim, so no scheduler push slips in between."""
+    if result.interval is None:
+        return  # the mailbox is gone
+    if result.outcome == Outcome.AUTH_ERROR:
+        remove(conn, result.mailbox_id)
+        return
+    defer(conn, result.mailbox_id, started + result.interval)
+    if result.outcome == Outcome.ERROR and result.retry_at is not None:
+        defer(conn, result.mailbox_id, result.retry_at)
 
 
 def reconcile(settings: Settings) -> ReconcileResult:
@@ -188,7 +198,7 @@ def reconcile(settings: Settings) -> ReconcileResult:
             add(conn, mid, interval, queue_name, first_run=keep, job_timeout=settings.job_timeout)
         for mid in p.stale:
             remove(conn, mid)
-    return ReconcileResult(p.missing, [job_id(m) for m in p.stale], p.changed, p.unchanged)
+    return ReconcileResult(p.missing, [keys.schedule_entry(m) for m in p.stale], p.changed, p.unchanged)
 
 
 @dataclass
@@ -203,13 +213,13 @@ def ensure(settings: Settings, mailbox: Mailbox) -> str:
     """Bring one mailbox's entry in line with its row; returns added|updated|removed|unchanged|absent."""
     conn = connect(settings)
     with errors_as_queue(settings):
-        score = conn.zscore(SCHEDULED_KEY, job_id(mailbox.id))
+        score = conn.zscore(SCHEDULED, keys.schedule_entry(mailbox.id))
         if not mailbox.enabled:
             if score is None:
                 return "absent"
             remove(conn, mailbox.id)
             return "removed"
-        template = Job.fetch_many([job_id(mailbox.id)], connection=conn)[0]
+        template = Job.fetch_many([keys.schedule_entry(mailbox.id)], connection=conn)[0]
         queue_name = poll_queue_name(mailbox.priority)
         if score is not None and template is not None:
             if (template.meta.get("interval"), template.origin) == (mailbox.interval, queue_name):
@@ -240,9 +250,15 @@ def forget(settings: Settings, mailbox_id: int) -> None:
     A poll already running is left to finish (the mailbox is parked or gone by
     then, and the poll stops at its next check); its claim expires with it.
     """
-    from . import jobs
-
     conn = connect(settings)
     with errors_as_queue(settings):
         remove(conn, mailbox_id)
-        jobs.cancel_queued_poll(conn, mailbox_id)
+        claims.cancel_queued_poll(conn, mailbox_id)
+
+
+def liveness(conn: redis.Redis) -> tuple[dict | None, datetime | None]:
+    """(the live scheduler's record or None, last reconcile time) for ops and the console."""
+    alive, reconciled = conn.mget(keys.SCHEDULER_ALIVE, keys.SCHEDULER_RECONCILED)
+    record = json.loads(alive) if alive else None
+    when = datetime.fromisoformat(reconciled.decode().rstrip("Z")) if reconciled else None
+    return record, when

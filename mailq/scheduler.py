@@ -5,7 +5,7 @@ here with a token so a slow pass never deletes another's lock) moves due
 entries: for a mailbox entry it does not push the entry itself but claims the
 mailbox and enqueues a fresh poll job, and skips the push (still rescheduling)
 while a poll of that mailbox is queued or running. No tick job runs at all, so
-each poll costs one RQ job (one ~24 ms fork), and the queue never holds more
+each poll costs one RQ job, and the queue never holds more
 polls than there are mailboxes. Two schedulers cannot double-enqueue: passes
 are serialized by the lock, and each push needs the mailbox's claim (SET NX).
 
@@ -28,21 +28,13 @@ from datetime import UTC, datetime, timedelta
 import redis
 from rq_scheduler import Scheduler
 
-from . import health, history, jobs, schedule
+from . import claims, health, history, keys, logs, outbox, schedule
 from .config import Settings
 from .errors import MailqError
-from .queues import EMAIL, KEY_PREFIX, connect
+from .queues import EMAIL, connect
 from .queues import register as register_queues
 
 log = logging.getLogger("mailq.scheduler")
-
-ALIVE_KEY = f"{KEY_PREFIX}scheduler:alive"
-"""JSON {name, pid, host, at} of the last scheduler that looped; expires when none does."""
-RECONCILED_KEY = f"{KEY_PREFIX}scheduler:last_reconcile"
-"""ISO time of the last finished reconcile (the console shows it)."""
-RECONCILE_LOCK = f"{KEY_PREFIX}scheduler:reconcile_lock"
-
-_RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
 
 
 class PollScheduler(Scheduler):
@@ -55,16 +47,18 @@ class PollScheduler(Scheduler):
         self._lock_token: str | None = None
         self.pushed = self.skipped = 0
 
+    # acquire_lock and remove_lock replace rq-scheduler's whole (its lock has no owner token), so
+    # nothing here depends on its private lock state.
     def acquire_lock(self) -> bool:
         token = uuid.uuid4().hex
-        self._lock_acquired = bool(self.connection.set(self.scheduler_lock_key, token, ex=int(self._interval) + 10, nx=True))
-        self._lock_token = token if self._lock_acquired else None
-        return self._lock_acquired
+        acquired = bool(self.connection.set(self.scheduler_lock_key, token, ex=int(self.settings.scheduler_interval) + 10, nx=True))
+        self._lock_token = token if acquired else None
+        return acquired
 
     def remove_lock(self) -> None:
-        if self._lock_acquired and self._lock_token:
-            self.connection.eval(_RELEASE, 1, self.scheduler_lock_key, self._lock_token)
-        self._lock_acquired, self._lock_token = False, None
+        if self._lock_token:
+            claims.release_key(self.connection, self.scheduler_lock_key, self._lock_token)
+        self._lock_token = None
 
     def get_jobs_to_queue(self, with_times=False):
         """Due entries in due order, ties by mailbox id as a number.
@@ -77,24 +71,23 @@ class PollScheduler(Scheduler):
         return due if with_times else [job for job, _ in due]
 
     def enqueue_job(self, job) -> None:
-        mailbox_id = schedule.mailbox_id_of(job.id)
+        mailbox_id = keys.mailbox_of_entry(job.id)
         if mailbox_id is None:  # not ours: rq-scheduler's usual behaviour
             return super().enqueue_job(job)
         interval = int(job.meta.get("interval") or self.settings.poll_interval)
         try:
-            _, new = jobs.submit_poll(self.settings, mailbox_id, job.origin or EMAIL, conn=self.connection)
+            _, new = claims.submit_poll(self.settings, mailbox_id, job.origin or EMAIL, conn=self.connection)
             if new:
                 self.pushed += 1
             else:
                 self.skipped += 1
         finally:
-            # XX: never resurrect an entry removed meanwhile; GT: keep a later run set by a backoff.
-            self.connection.zadd(self.scheduled_jobs_key, {job.id: int(time.time()) + interval}, xx=True, gt=True)
+            schedule.defer(self.connection, mailbox_id, int(time.time()) + interval)
 
 
 def _due_order(entry) -> tuple:
     job, when = entry
-    mailbox_id = schedule.mailbox_id_of(job.id)
+    mailbox_id = keys.mailbox_of_entry(job.id)
     return (when, 0, mailbox_id, "") if mailbox_id is not None else (when, 1, 0, job.id)
 
 
@@ -114,6 +107,8 @@ class Runner:
         self._claims_cursor = 0
         self._history_cursor = 0
         self._next_prune = 0.0
+        self.passes = 0
+        """Passes started (in the liveness record too: tests count passes instead of sleeping)."""
 
     def stop(self, *_args) -> None:
         self._stop.set()
@@ -155,8 +150,10 @@ class Runner:
     def tick(self) -> None:
         """One pass: liveness, due polls, and (when its time has come) reconcile + sweep."""
         self.scheduler.heartbeat()
-        alive = json.dumps({"name": self.scheduler.name, "pid": os.getpid(), "host": socket.gethostname(), "at": _now_iso()})
-        self.conn.set(ALIVE_KEY, alive, ex=max(10, int(self.settings.scheduler_interval * 5)))
+        self.passes += 1
+        alive = {"name": self.scheduler.name, "pid": os.getpid(), "host": socket.gethostname(), "at": _now_iso(), "passes": self.passes}
+        alive = json.dumps(alive)
+        self.conn.set(keys.SCHEDULER_ALIVE, alive, ex=max(10, int(self.settings.scheduler_interval * 5)))
         if self.scheduler.acquire_lock():
             try:
                 self.scheduler.enqueue_jobs()
@@ -170,10 +167,8 @@ class Runner:
             self._prune_history()
 
     def reconcile(self) -> None:
-        from . import dispatch
-
         ttl = max(1, int(self.settings.reconcile_interval * 0.8))
-        if not self.conn.set(RECONCILE_LOCK, self.scheduler.name, ex=ttl, nx=True):
+        if not self.conn.set(keys.RECONCILE_LOCK, self.scheduler.name, ex=ttl, nx=True):
             return  # another scheduler reconciled within this period
         report = schedule.reconcile(self.settings)
         if report.added or report.removed or report.updated:
@@ -184,12 +179,12 @@ class Runner:
                 len(report.updated),
                 report.unchanged,
             )
-        self.conn.set(RECONCILED_KEY, _now_iso(), ex=7 * 24 * 3600)
-        dispatch.sweep(self.settings, self.conn)
-        # a SIGKILLed work-horse leaves its poll run "running": close it once no poll could still be going
+        self.conn.set(keys.SCHEDULER_RECONCILED, _now_iso(), ex=7 * 24 * 3600)
+        outbox.sweep(self.settings, self.conn)
+        # a killed worker leaves its poll run "running": close it once no poll could still be going
         health.close_abandoned(timedelta(seconds=self.settings.job_timeout + self.settings.lock_ttl))
-        if dispatch.configured(self.settings):
-            self._claims_cursor = dispatch.clean_claims(self.settings, self.conn, self._claims_cursor)
+        if outbox.configured(self.settings):
+            self._claims_cursor = outbox.clean_claims(self.settings, self.conn, self._claims_cursor)
 
     def _prune_history(self) -> None:
         """One short step of poll-history pruning every ``history.STEP_EVERY`` s (see history.py): never a long pass."""
@@ -199,17 +194,7 @@ class Runner:
             log.debug("poll history: pruned %d by age, %d by count", pruned.by_age, pruned.by_count)
 
 
-def liveness(conn: redis.Redis) -> tuple[dict | None, datetime | None]:
-    """(the live scheduler's record or None, last reconcile time) for ops and the console."""
-    alive, reconciled = conn.mget(ALIVE_KEY, RECONCILED_KEY)
-    record = json.loads(alive) if alive else None
-    when = datetime.fromisoformat(reconciled.decode().rstrip("Z")) if reconciled else None
-    return record, when
-
-
 def run(settings: Settings) -> None:
     """Run until SIGTERM/SIGINT; a Redis or database outage is waited out, not fatal."""
-    from . import logs
-
     logs.setup(settings)
     Runner(settings).run()

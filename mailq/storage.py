@@ -281,7 +281,7 @@ def open_store(settings: Settings) -> BlobStore:
     if scheme == "file":
         return LocalBlobStore(url[len("file://") :])
     if scheme == "s3":
-        from .storage_s3 import open_s3
+        from .storage_s3 import open_s3  # needs the optional boto3 (extra "s3"), and imports this module
 
         return open_s3(settings)
     raise ConfigError(f"MAILQ_STORAGE_URL: unsupported scheme {scheme!r}, use file://PATH or s3://BUCKET[/PREFIX]")

@@ -32,6 +32,7 @@ from urllib.parse import urlparse
 
 from .config import Settings
 from .errors import ConfigError, StorageError
+from .storage import check_sha256, sha256_hex
 
 MULTIPART_THRESHOLD = 16 * 1024 * 1024
 """Blobs larger than this are uploaded in parts (S3 allows 5 GiB in one PutObject, but a part retries alone)."""
@@ -104,8 +105,6 @@ class S3BlobStore:
         return f"s3://{self.bucket}/{self.prefix}" if self.prefix else f"s3://{self.bucket}"
 
     def key(self, sha256: str) -> str:
-        from .storage import check_sha256
-
         sha256 = check_sha256(sha256)
         name = f"{sha256[:2]}/{sha256}"
         return f"{self.prefix}/{name}" if self.prefix else name
@@ -124,8 +123,6 @@ class S3BlobStore:
 
     def put(self, data: bytes, sha256: str | None = None) -> str:
         """Store ``data`` under its hash; acknowledged by S3 (durable) when this returns."""
-        from .storage import check_sha256, sha256_hex
-
         sha256 = check_sha256(sha256 or sha256_hex(data))
         self.create(data, sha256)
         return sha256

@@ -1,4 +1,4 @@
-"""Folder sync: every message stored exactly once, nothing lost (DESIGN section 3).
+"""Folder sync: every message stored exactly once, nothing lost.
 
 Per (mailbox, folder) the database keeps UIDVALIDITY, ``last_uid`` (the highest
 UID actually stored) and, once caught up, UIDNEXT and HIGHESTMODSEQ. One pass:
@@ -40,7 +40,7 @@ from typing import Any
 from . import parse as mime
 from . import reads
 from .config import Settings
-from .db import database, errors_as_mailq
+from .db import database, errors_as_mailq, insert_rows
 from .errors import ProtocolError, ResponseRefusedError
 from .fetcher import BatchFetcher, FetchedBatch
 from .imap import Session
@@ -241,7 +241,7 @@ def _record_refused(mailbox: Mailbox, folder: str, uidvalidity: int, uid: int, r
     """A skipped row for a message whose answer was refused; ``last_uid`` stays, the earlier UIDs are fetched next time."""
     item = _Item(uid, 0, skipped_reason=reason[:1000])
     with errors_as_mailq(), database.atomic():
-        _insert(Message, [_row(mailbox, folder, uidvalidity, item, utcnow())], ignore_conflicts=True)
+        insert_rows(Message, [_row(mailbox, folder, uidvalidity, item, utcnow())], ignore_conflicts=True)
     log.warning("mailbox %s folder %r UID %s recorded as skipped: %s", mailbox.id, folder, uid, reason)
 
 
@@ -363,26 +363,6 @@ def _row(mailbox: Mailbox, folder: str, uidvalidity: int, item: _Item, now) -> d
     }
 
 
-def _insert(model, rows: list[dict[str, Any]], ignore_conflicts: bool = False) -> None:
-    """Multi-row INSERT (optionally ON CONFLICT DO NOTHING, SQLite and PostgreSQL), built directly.
-
-    peewee's insert_many spent ~0.2 ms per row generating SQL, as much as
-    parsing the message; this statement costs almost nothing to build.
-    """
-    if not rows:
-        return
-    fields = [model._meta.fields[name] for name in rows[0]]
-    one = "(" + ", ".join([database.obj.param] * len(fields)) + ")"
-    sql = (
-        f'INSERT INTO "{model._meta.table_name}" ('
-        + ", ".join(f'"{f.column_name}"' for f in fields)
-        + ") VALUES "
-        + ", ".join([one] * len(rows))
-        + (" ON CONFLICT DO NOTHING" if ignore_conflicts else "")
-    )
-    database.execute_sql(sql, [f.db_value(row[f.name]) for row in rows for f in fields])
-
-
 def _commit(mailbox: Mailbox, folder: str, state: FolderState, uidvalidity: int, items: dict[int, _Item]) -> list[int]:
     """ONE transaction: move matched rows, insert the rest idempotently, advance last_uid. Returns new row ids."""
     if not items:
@@ -397,7 +377,7 @@ def _commit(mailbox: Mailbox, folder: str, state: FolderState, uidvalidity: int,
                 Message.update(uidvalidity=uidvalidity, uid=item.uid).where(Message.id == item.match_id).execute()
         fresh = [items[u] for u in uids if u not in existing and items[u].match_id is None and not items[u].known]
         for chunk in _chunks(fresh, _INSERT_CHUNK):
-            _insert(Message, [_row(mailbox, folder, uidvalidity, i, now) for i in chunk], ignore_conflicts=True)
+            insert_rows(Message, [_row(mailbox, folder, uidvalidity, i, now) for i in chunk], ignore_conflicts=True)
         ids: dict[int, int] = {}
         if fresh:
             fresh_uids = [i.uid for i in fresh]
@@ -409,7 +389,7 @@ def _commit(mailbox: Mailbox, folder: str, state: FolderState, uidvalidity: int,
             for a in i.parsed.attachments
         ]
         for chunk in _chunks(attachments, 150):
-            _insert(Attachment, chunk)
+            insert_rows(Attachment, chunk)
         top = max(uids)
         FolderState.update(last_uid=top, uidvalidity=uidvalidity).where(
             (FolderState.id == state.id) & (FolderState.last_uid < top)

@@ -17,7 +17,9 @@ import time
 from rq import SimpleWorker, Worker
 from rq.worker import WorkerStatus
 
-from . import db, logs
+# jobs is imported for its side effect: what every job needs (IMAP client, MIME parsing, storage) loads
+# once, in the worker (and a forked work-horse, with MAILQ_WORKER_FORK=1, inherits it) instead of on every job.
+from . import compat, db, jobs, logs  # noqa: F401
 from .config import Settings
 from .errors import QueueError
 from .queues import QUEUE_NAMES, all_queues, connect, errors_as_queue, register
@@ -92,10 +94,6 @@ def run(settings: Settings, *, burst: bool = False, name: str | None = None, for
     if settings.log_level.upper() != "DEBUG":
         logging.getLogger("rq.worker").addFilter(_PerJobLines())
     conn = connect(settings, check=True, blocking=True)
-    # Import what every job needs once, here: each forked work-horse inherits it instead of
-    # paying the imports (IMAP client, MIME parsing, storage) on every single job.
-    from . import dispatch, jobs, poll  # noqa: F401
-
     db.close()  # each work-horse binds its own connection after fork; the parent never uses one
     worked, wait, first = False, 1.0, True
     while True:
@@ -104,7 +102,7 @@ def run(settings: Settings, *, burst: bool = False, name: str | None = None, for
                 register(conn)
                 worker = worker_class(all_queues(settings, conn), connection=conn, name=name)
                 worked = worker.work(burst=burst, with_scheduler=True, logging_level=logs.rq_level(settings)) or worked
-            if burst or worker._stop_requested or worker._shutdown_requested_date is not None:
+            if burst or compat.worker_asked_to_stop(worker):
                 return worked  # finished, or asked to stop (an idle worker's stop sets only the date)
         except QueueError:
             if first:

@@ -22,46 +22,36 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+import peewee as pw  # noqa: E402
+from cryptography.fernet import Fernet  # noqa: E402
+
+from mailq import db  # noqa: E402
+from mailq.models import Message, PollRun  # noqa: E402
+from tests.testbed import pg  # noqa: E402
+from tests.testbed.accounts import write_mailbox_csv  # noqa: E402
 from tests.testbed.dovecot import Dovecot  # noqa: E402
 from tests.testbed.mailgen import make_messages  # noqa: E402
+from tests.testbed.procs import Proc  # noqa: E402
 from tests.testbed.redisd import RedisServer  # noqa: E402
 
 
 def _database(url: str | None, root: Path) -> tuple[str, callable]:
     if not url or url == "sqlite":
         return f"sqlite:///{root / 'mailq.db'}", lambda: None
-    import psycopg2
-
-    name = f"mailq_bench_{uuid.uuid4().hex[:8]}"
-    admin = psycopg2.connect(url)
-    admin.autocommit = True
-    with admin.cursor() as cur:
-        cur.execute(f'CREATE DATABASE "{name}"')
-
-    def drop():
-        with admin.cursor() as cur:
-            cur.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,))
-            cur.execute(f'DROP DATABASE IF EXISTS "{name}"')
-        admin.close()
-
-    return f"{url.rsplit('/', 1)[0]}/{name}", drop
+    name, database_url = pg.create_database(url, "mailq_bench")
+    return database_url, lambda: pg.drop_database(url, name)
 
 
 def _count(database_url: str) -> int:
-    from mailq import db
-    from mailq.models import Message
-
     db.bind(database_url)
     try:
         return Message.select().count()
@@ -71,11 +61,6 @@ def _count(database_url: str) -> int:
 
 def _runs(database_url: str) -> dict[str, int]:
     """Poll runs by outcome (and error class), to see what a slow run was waiting on."""
-    import peewee as pw
-
-    from mailq import db
-    from mailq.models import PollRun
-
     db.bind(database_url)
     try:
         rows = (
@@ -163,8 +148,6 @@ def main() -> None:
             dovecot.index()
             total = args.mailboxes * args.messages
 
-            from cryptography.fernet import Fernet
-
             env = {
                 **os.environ,
                 "PATH": f"{venv_bin}:{os.environ.get('PATH', '')}",
@@ -189,20 +172,12 @@ def main() -> None:
                 )
 
             run("db", "upgrade")
-            csv = root / "mailboxes.csv"
-            csv.write_text(
-                "".join(f"{u},127.0.0.1,{dovecot.imap_port},plain,{u},{p},INBOX,{args.interval},normal\n" for u, p in users.items())
-            )
+            csv = write_mailbox_csv(root / "mailboxes.csv", dovecot.imap_port, users, args.interval)
             run("mailbox", "import", str(csv))
 
             started = time.monotonic()
-            honcho = subprocess.Popen(
-                [str(venv_bin / "honcho"), "-f", str(REPO / "Procfile"), "-d", str(root), "start", "-c", f"worker={args.workers}"],
-                env=env,
-                stdout=open(root / "honcho.log", "wb"),
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+            argv = [str(venv_bin / "honcho"), "-f", str(REPO / "Procfile"), "-d", str(root), "start", "-c", f"worker={args.workers}"]
+            honcho = Proc("honcho", argv, env, root, root).start()
             first = None
             while True:
                 n = _count(database_url)
@@ -211,10 +186,8 @@ def main() -> None:
                     first = now
                 if n >= total:
                     break
-                if now > args.timeout or honcho.poll() is not None:
-                    raise SystemExit(
-                        f"gave up after {now:.0f}s with {n}/{total} rows\n" + (root / "honcho.log").read_text(errors="replace")[-3000:]
-                    )
+                if now > args.timeout or not honcho.alive():
+                    raise SystemExit(f"gave up after {now:.0f}s with {n}/{total} rows\n" + honcho.log_text(tail=3000))
                 time.sleep(0.1)
             elapsed = time.monotonic() - started
             baseline = {}
@@ -240,12 +213,8 @@ def main() -> None:
                 )
             )
         finally:
-            if honcho is not None and honcho.poll() is None:
-                os.killpg(honcho.pid, signal.SIGTERM)
-                try:
-                    honcho.wait(15)
-                except subprocess.TimeoutExpired:
-                    os.killpg(honcho.pid, signal.SIGKILL)
+            if honcho is not None:
+                honcho.stop(grace=15)
             redis_server.stop()
             dovecot.stop()
             drop_database()

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import time
 
 from textual.pilot import Pilot
+
+from tests.testbed.waiting import Deadline
 
 
 def sync(test):
@@ -22,7 +23,7 @@ def sync(test):
 async def settle(pilot: Pilot, timeout: float = 10.0) -> None:
     """Wait until no refresh or action is running and the screen has caught up."""
     app = pilot.app
-    deadline = time.monotonic() + timeout
+    deadline = Deadline(timeout, "the console to settle", AssertionError)
     while True:
         await app.workers.wait_for_complete()
         await pilot.pause()
@@ -30,20 +31,16 @@ async def settle(pilot: Pilot, timeout: float = 10.0) -> None:
             await pilot.pause()
             if not app.busy:
                 return
-        if time.monotonic() > deadline:
-            raise AssertionError("console did not settle")
+        deadline.check()
 
 
 async def until(pilot: Pilot, predicate, timeout: float = 10.0, what: str = "condition"):
     """Await ``predicate()`` becoming truthy while the app keeps running (refreshes included)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+    deadline = Deadline(timeout, what, AssertionError)
+    while not (value := predicate()):
+        deadline.check()
         await pilot.pause(0.05)
+    return value
 
 
 def table_keys(table) -> list[str]:
@@ -63,9 +60,7 @@ def screenshot_of_farm(env: dict[str, str], views: list[str], size: tuple[int, i
     async def shoot(view: str) -> str:
         app = MailqConsole(OpsSource(settings, refresh_interval=60), view=view)
         async with app.run_test(size=size) as pilot:
-            deadline = time.monotonic() + 20
-            while (app.refreshes < 1 or app.busy) and time.monotonic() < deadline:
-                await pilot.pause(0.1)
+            await until(pilot, lambda: app.refreshes >= 1 and not app.busy, timeout=20, what="the first refresh")
             await pilot.pause()
             return app.export_screenshot()
 

@@ -1,8 +1,8 @@
 """The farm under test: scheduler and worker subprocesses on the test's settings, always killed.
 
-Imported by the ``test_farm_*`` modules (it holds no tests itself). Every
-process starts in its own session, so a SIGKILL of a worker takes its
-work-horse along, and teardown kills whole process groups, on failure too.
+Imported by the ``test_farm_*`` modules (it holds no tests itself). The
+processes are the test bed's (tests/testbed/procs.py): each in its own
+session, killed with its descendants, on failure too.
 """
 
 from __future__ import annotations
@@ -10,30 +10,25 @@ from __future__ import annotations
 import itertools
 import os
 import signal
-import subprocess
 import sys
-import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import peewee as pw
 import pytest
 
-from mailq import mailboxes
+from mailq import mailboxes, schedule
 from mailq.models import Mailbox, Message, PollRun
+from mailq.queues import QUEUE_NAMES, connect
+from tests.helpers import wait_for
 from tests.testbed.mailgen import make_messages
+from tests.testbed.procs import Proc, mailq_argv, stop_all
 
 _calls = itertools.count(os.getpid() * 1000)
 
 
-@dataclass
-class Proc:
-    name: str
-    popen: subprocess.Popen
-    log: Path
-
-
 class Farm:
+    """Scheduler and worker processes (tests/testbed/procs.Proc) on the test's settings."""
+
     def __init__(self, settings, root: Path):
         self.settings = settings
         self.root = root
@@ -53,114 +48,35 @@ class Farm:
         """Settings for processes started from now on, e.g. ``MAILQ_LOCK_TTL=5``."""
         self.env.update({k: str(v) for k, v in env.items()})
 
-    def _start(self, name: str, *args: str) -> Proc:
-        log = self.root / f"{name}.log"
-        popen = subprocess.Popen(
-            [sys.executable, "-m", "mailq", *args],
-            env=self.env,
-            cwd=self.root,
-            stdin=subprocess.DEVNULL,
-            stdout=open(log, "ab"),
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        proc = Proc(name, popen, log)
+    def _start(self, name: str, argv: list[str]) -> Proc:
+        proc = Proc(name, argv, dict(self.env), self.root, self.root).start()
         self.procs.append(proc)
         return proc
 
     def scheduler(self, name: str = "scheduler") -> Proc:
-        return self._start(name, "scheduler")
+        return self._start(name, mailq_argv("scheduler"))
 
     def worker(self, name: str) -> Proc:
-        return self._start(name, "worker", "--name", name)
+        return self._start(name, mailq_argv("worker", "--name", name))
 
     def rq_worker(self, name: str) -> Proc:
         """Plain ``rq worker`` (not ``mailq worker``) on mailq's queues: it must work the same."""
-        log = self.root / f"{name}.log"
         rq = str(Path(sys.executable).parent / "rq")
-        popen = subprocess.Popen(
-            [
-                rq,
-                "worker",
-                "--with-scheduler",
-                "--name",
-                name,
-                "--url",
-                self.settings.redis_url,
-                "email-high",
-                "email",
-                "workflow",
-                "default",
-            ],
-            env=self.env,
-            cwd=self.root,
-            stdin=subprocess.DEVNULL,
-            stdout=open(log, "ab"),
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        proc = Proc(name, popen, log)
-        self.procs.append(proc)
-        return proc
+        return self._start(name, [rq, "worker", "--with-scheduler", "--name", name, "--url", self.settings.redis_url, *QUEUE_NAMES])
 
     def kill(self, proc: Proc, sig: int = signal.SIGKILL) -> None:
         """Signal the process and all its descendants (RQ's work-horse runs in its own session)."""
-        for pid in [proc.popen.pid, *_descendants(proc.popen.pid)]:
-            try:
-                os.kill(pid, sig)
-            except ProcessLookupError:
-                pass
-        proc.popen.wait(10)
+        proc.kill(sig)
 
     def stop_all(self) -> None:
-        for proc in self.procs:
-            if proc.popen.poll() is None:
-                try:
-                    os.killpg(proc.popen.pid, signal.SIGTERM)
-                except ProcessLookupError:
-                    pass
-        deadline = time.monotonic() + 5
-        leftovers = {pid for proc in self.procs for pid in _descendants(proc.popen.pid)}
-        for proc in self.procs:
-            try:
-                proc.popen.wait(max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                pass
-            try:  # the group too: a work-horse outliving its worker must not leak
-                os.killpg(proc.popen.pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
-            proc.popen.wait(5)
-        for pid in leftovers:  # work-horses orphaned by a SIGKILLed worker
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        stop_all(self.procs, grace=5)
 
     def logs(self) -> str:
-        return "\n".join(f"--- {p.name} ---\n{p.log.read_text(errors='replace')[-3000:]}" for p in self.procs)
+        return "\n".join(f"--- {p.name} ---\n{p.log_text(tail=3000)}" for p in self.procs)
 
     def assert_alive(self) -> None:
-        dead = [p.name for p in self.procs if p.popen.poll() is not None]
+        dead = [p.name for p in self.procs if not p.alive()]
         assert not dead, f"died: {dead}\n{self.logs()}"
-
-
-def _descendants(pid: int) -> list[int]:
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as f:
-                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            children.setdefault(ppid, []).append(int(entry))
-    found, todo = [], [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            found.append(child)
-            todo.append(child)
-    return found
 
 
 @pytest.fixture
@@ -205,6 +121,17 @@ def add_mailboxes(
         )
         result.append((mailboxes.save(settings, spec)[0], user, pw_))
     return result
+
+
+def scheduler_passes(settings) -> int:
+    """Passes the live scheduler has made (from its liveness record; 0 before its first)."""
+    record, _ = schedule.liveness(connect(settings))
+    return int(record["passes"]) if record else 0
+
+
+def next_scheduler_pass(settings, after: int, timeout: float = 30.0) -> int:
+    """Wait for a scheduler pass after pass number ``after``; returns its number."""
+    return wait_for(lambda: (n := scheduler_passes(settings)) > after and n, timeout, "the next scheduler pass")
 
 
 def stored(mailbox_ids: list[int] | None = None) -> int:

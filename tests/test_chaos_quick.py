@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.chaos.scenarios import Size, run_scenario
+from tests.chaos.runner import Size, run_scenario
 
 pytestmark = pytest.mark.slow
 

@@ -1,5 +1,8 @@
 """Settings are read once, validated up front, and errors name the setting."""
 
+import dataclasses
+from pathlib import Path
+
 import pytest
 
 from mailq import config
@@ -59,3 +62,15 @@ def test_bad_setting_in_cli_is_one_line_exit_1(tmp_path):
     assert result.code == 1
     assert result.err.strip() == "error: MAILQ_DATABASE_URL: unsupported scheme 'mysqlx', use sqlite:// or postgresql://"
     assert "Traceback" not in result.err
+
+
+def test_the_readme_table_is_the_one_generated_from_the_declarations():
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    assert config.markdown_table() in readme, "README's configuration table differs: paste config.markdown_table() into it"
+
+
+def test_every_settings_field_is_a_declared_setting_with_a_valid_default():
+    assert list(config.SETTINGS) == [f.name for f in dataclasses.fields(config.Settings)]
+    for setting in config.SETTINGS.values():
+        if setting.default:
+            setting.parse(setting.env, setting.default)  # raises if a default does not pass its own validation

@@ -8,9 +8,9 @@ from console.app import MailqConsole
 from console.commands import COMMANDS, ConsoleCommands
 from console.screens.mailbox_detail import MailboxScreen
 from console.screens.mailboxes import MailboxesScreen
-from console.source import FixedSource
 from console.widgets.filter_bar import FilterBar
 from mailq import config
+from tests.console_fixtures import FixedSource
 from tests.console_helpers import settle, sync
 
 SIZE = (140, 36)

@@ -8,8 +8,8 @@ from __future__ import annotations
 import pytest
 
 from console.app import MailqConsole
-from console.source import FixedSource
 from mailq.errors import QueueError
+from tests.console_fixtures import FixedSource
 from tests.console_helpers import settle
 
 SIZE = (140, 36)

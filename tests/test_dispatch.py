@@ -15,7 +15,8 @@ import pytest
 from rq import Queue
 from rq.job import Job
 
-from mailq import dispatch, locks, mailboxes
+from mailq import delivery, mailboxes, outbox
+from mailq.errors import DispatchError
 from mailq.models import Message, utcnow
 from mailq.queues import connect
 
@@ -111,17 +112,17 @@ class FakeJob:
 
 
 def test_without_a_hook_or_webhook_nothing_is_dispatched(settings):
-    assert not dispatch.configured(settings)
+    assert not outbox.configured(settings)
     _messages(settings, 3, age=timedelta(minutes=5))
-    assert dispatch.sweep(settings, connect(settings)) == 0
+    assert outbox.sweep(settings, connect(settings)) == 0
     assert Queue("workflow", connection=connect(settings)).count == 0
 
 
 def test_each_message_goes_to_the_hook_once_and_a_repeat_delivers_nothing(settings, hook_env):
     settings = settings.replace(hook="tests.test_dispatch:recording_hook")
     ids = _messages(settings, 3)
-    assert dispatch.deliver(settings, ids) == {"delivered": 3, "already": 0, "missing": 0}
-    assert dispatch.deliver(settings, ids) == {"delivered": 0, "already": 3, "missing": 0}
+    assert delivery.deliver(settings, ids) == {"delivered": 3, "already": 0, "missing": 0}
+    assert delivery.deliver(settings, ids) == {"delivered": 0, "already": 3, "missing": 0}
     assert hook_log(hook_env) == ids
     assert all(m.dispatched_at for m in Message.select().where(Message.id.in_(ids)))
 
@@ -130,12 +131,12 @@ def test_a_failing_hook_raises_and_a_retry_delivers_only_what_is_left(settings, 
     settings = settings.replace(hook="tests.test_dispatch:recording_hook")
     ids = _messages(settings, 2)
     flag = Path(os.environ["MAILQ_TEST_HOOK_FAIL"])
-    dispatch.deliver(settings, ids[:1])
+    delivery.deliver(settings, ids[:1])
     flag.touch()
-    with pytest.raises(dispatch.DispatchError, match="1 of 2 message"):
-        dispatch.deliver(settings, ids)
+    with pytest.raises(DispatchError, match="1 of 2 message"):
+        delivery.deliver(settings, ids)
     flag.unlink()
-    assert dispatch.deliver(settings, ids)["delivered"] == 1
+    assert delivery.deliver(settings, ids)["delivered"] == 1
     assert hook_log(hook_env) == ids
 
 
@@ -144,11 +145,11 @@ def test_the_webhook_is_signed_and_a_webhook_retry_does_not_call_the_hook_again(
     ids = _messages(settings, 2)
     job = FakeJob()
     receiver.failing = True
-    with pytest.raises(dispatch.DispatchError, match="HTTP 500"):
-        dispatch.deliver(settings, ids, job)
+    with pytest.raises(DispatchError, match="HTTP 500"):
+        delivery.deliver(settings, ids, job)
     assert job.meta["hook_done"] == ids
     receiver.failing = False
-    dispatch.deliver(settings, ids, job)
+    delivery.deliver(settings, ids, job)
     assert hook_log(hook_env) == ids, "the hook ran once per message"
     assert receiver.ids() == ids and receiver.bad_signatures == 0
     body = receiver.bodies[0]
@@ -160,11 +161,11 @@ def test_a_batch_is_claimed_and_enqueued_as_one_job_with_retries(settings):
     settings = settings.replace(hook="tests.test_dispatch:recording_hook", dispatch_retry_delays="1,5,25")
     ids = _messages(settings, 4)
     conn = connect(settings)
-    job_id = dispatch.enqueue_batch(settings, conn, ids)
+    job_id = outbox.enqueue_batch(settings, conn, ids)
     job = Job.fetch(job_id, connection=conn)
     assert job.origin == "workflow" and list(job.args) == [ids]
     assert (job.retries_left, job.retry_intervals) == (3, [1, 5, 25])
-    assert locks.message_claims(conn, ids) == {m: job_id for m in ids}
+    assert outbox.message_claims(conn, ids) == {m: job_id for m in ids}
 
 
 def test_the_outbox_sweep_dispatches_only_rows_no_live_job_covers(settings):
@@ -172,15 +173,15 @@ def test_the_outbox_sweep_dispatches_only_rows_no_live_job_covers(settings):
     conn = connect(settings)
     old = _messages(settings, 6, age=timedelta(minutes=5))
     young = _messages(settings, 1)
-    covered = dispatch.enqueue_batch(settings, conn, old[:2])  # queued: left alone
-    locks.claim_messages(conn, old[2:3], "dsp-gone")  # its job vanished (e.g. a flushed Redis)
-    locks.abandon_message_claims(conn, old[3:4])  # an operator deleted its failed job
+    covered = outbox.enqueue_batch(settings, conn, old[:2])  # queued: left alone
+    outbox.claim_messages(conn, old[2:3], "dsp-gone")  # its job vanished (e.g. a flushed Redis)
+    outbox.abandon_message_claims(conn, old[3:4])  # an operator deleted its failed job
     Message.update(dispatched_at=utcnow()).where(Message.id == old[4]).execute()
 
-    assert dispatch.sweep(settings, conn) == 2  # old[2] and old[5]
-    assert dispatch.sweep(settings, conn) == 0, "never enqueued twice"
-    claims = locks.message_claims(conn, old + young)
-    assert claims[old[0]] == claims[old[1]] == covered and claims[old[3]] == locks.DROPPED
+    assert outbox.sweep(settings, conn) == 2  # old[2] and old[5]
+    assert outbox.sweep(settings, conn) == 0, "never enqueued twice"
+    claims = outbox.message_claims(conn, old + young)
+    assert claims[old[0]] == claims[old[1]] == covered and claims[old[3]] == outbox.DROPPED
     swept = {claims[old[2]], claims[old[5]]}
     assert len(swept) == 1 and covered not in swept and young[0] not in claims
     assert Queue("workflow", connection=conn).count == 2

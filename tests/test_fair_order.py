@@ -6,7 +6,7 @@ import time
 
 from rq import Queue
 
-from mailq import mailboxes, schedule
+from mailq import keys, mailboxes, schedule
 from mailq.queues import connect
 from mailq.scheduler import PollScheduler
 
@@ -23,9 +23,9 @@ def test_due_polls_are_enqueued_in_due_order_then_by_numeric_mailbox_id(settings
     conn = connect(settings)
     now = int(time.time())
     early = [ids[25], ids[12]]  # due a few seconds before the rest, which all share one score
-    conn.zadd(schedule.SCHEDULED_KEY, {schedule.job_id(i): now - 5 for i in ids}, xx=True)
-    conn.zadd(schedule.SCHEDULED_KEY, {schedule.job_id(ids[25]): now - 9, schedule.job_id(ids[12]): now - 8}, xx=True)
-    redis_order = [schedule.mailbox_id_of(m.decode()) for m in conn.zrange(schedule.SCHEDULED_KEY, 2, -1)]
+    conn.zadd(keys.SCHEDULED, {keys.schedule_entry(i): now - 5 for i in ids}, xx=True)
+    conn.zadd(keys.SCHEDULED, {keys.schedule_entry(ids[25]): now - 9, keys.schedule_entry(ids[12]): now - 8}, xx=True)
+    redis_order = [keys.mailbox_of_entry(m.decode()) for m in conn.zrange(keys.SCHEDULED, 2, -1)]
     assert redis_order != sorted(redis_order)  # string order: 1, 10, 11, ... 19, 2, 20, ...
 
     PollScheduler(settings, conn).enqueue_jobs()

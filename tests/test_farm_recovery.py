@@ -13,7 +13,7 @@ from mailq.queues import connect
 from tests.testbed.dovecot import Dovecot, free_port
 from tests.testbed.mailgen import make_messages
 
-from .farm_helpers import add_mailboxes, duplicates, farm, runs_of, stored  # noqa: F401
+from .farm_helpers import add_mailboxes, duplicates, farm, runs_of, scheduler_passes, stored  # noqa: F401
 from .helpers import run_cli, wait_for
 
 pytestmark = pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
@@ -49,7 +49,8 @@ def test_a_wrong_password_costs_one_login_then_parks_the_mailbox_until_it_is_fix
     farm.worker("auth-w0")
     wait_for(lambda: Mailbox.get_by_id(box.id).state == "auth_error", timeout=30, what="auth_error")
     wait_for(lambda: dovecot.login_attempts(user) >= 1, timeout=10, what="the attempt in Dovecot's log")
-    time.sleep(3)  # three intervals in which a naive scheduler would have retried
+    passes = scheduler_passes(settings)  # 15 passes of 0.2 s: three intervals in which a naive scheduler would have retried
+    wait_for(lambda: scheduler_passes(settings) >= passes + 15, timeout=30, what="15 more scheduler passes")
     assert dovecot.login_attempts(user) == 1
     assert scheduled(settings) == 0 and stored([box.id]) == 0
 

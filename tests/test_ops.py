@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from rq import Queue, SimpleWorker, Worker
 
-from mailq import jobs, locks, mailboxes, ops, schedule
+from mailq import claims, mailboxes, ops, schedule
 from mailq.errors import NotFoundError, QueueError
 from mailq.models import Mailbox, PollRun, utcnow
 from mailq.queues import connect
@@ -84,7 +84,7 @@ def test_queue_stats_are_in_worker_order(settings):
 def test_workers_show_name_state_and_the_mailbox_being_polled(settings):
     box = make_mailbox(settings, "busybox")
     conn = connect(settings)
-    job_id, _ = jobs.submit_poll(settings, box.id, "email")
+    job_id, _ = claims.submit_poll(settings, box.id, "email")
     worker = Worker([Queue("email", connection=conn)], connection=conn, name="w-test")
     worker.register_birth()
     from rq.job import Job
@@ -116,11 +116,11 @@ def test_poll_now_reuses_a_queued_poll_and_wait_times_out_without_workers(settin
 def test_pause_and_resume_move_the_schedule(settings):
     box = make_mailbox(settings, "pausable")
     schedule.reconcile(settings)
-    jobs.submit_poll(settings, box.id, "email")
+    claims.submit_poll(settings, box.id, "email")
     ops.pause(settings, box.id)
     conn = connect(settings)
     assert schedule.count(conn) == 0 and Queue("email", connection=conn).count == 0
-    assert locks.holder(conn, box.id) is None
+    assert claims.holder(conn, box.id) is None
     Mailbox.update(state="auth_error").where(Mailbox.id == box.id).execute()
     ops.resume(settings, box.id)
     assert schedule.count(conn) == 1 and Mailbox.get_by_id(box.id).state == "ok"

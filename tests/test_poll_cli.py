@@ -1,4 +1,4 @@
-"""Poll outcomes and health (DESIGN section 5), ``mailq poll --inline`` and ``mailq messages``."""
+"""Poll outcomes and health, ``mailq poll --inline`` and ``mailq messages``."""
 
 from __future__ import annotations
 

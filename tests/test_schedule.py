@@ -8,8 +8,9 @@ import pytest
 from rq import Queue
 from rq.job import Job
 
-from mailq import jobs, locks, mailboxes, schedule
+from mailq import claims, keys, mailboxes, schedule
 from mailq.models import Mailbox
+from mailq.poll import PollResult
 from mailq.queues import connect
 from mailq.scheduler import PollScheduler, Runner
 
@@ -24,7 +25,7 @@ def make_mailbox(settings, name: str, interval: int = 60, priority: str = "norma
 
 
 def zset(conn) -> dict[str, float]:
-    return {m.decode(): s for m, s in conn.zrange(schedule.SCHEDULED_KEY, 0, -1, withscores=True)}
+    return {m.decode(): s for m, s in conn.zrange(keys.SCHEDULED, 0, -1, withscores=True)}
 
 
 def test_reconcile_gives_each_enabled_mailbox_exactly_one_entry_and_is_idempotent(settings):
@@ -74,7 +75,7 @@ def test_a_template_hash_without_its_entry_counts_as_missing(settings):
     box = make_mailbox(settings, "orphan")
     schedule.reconcile(settings)
     conn = connect(settings)
-    conn.zrem(schedule.SCHEDULED_KEY, f"mbx-{box.id}")  # what a bare rq-scheduler cancel() leaves
+    conn.zrem(keys.SCHEDULED, f"mbx-{box.id}")  # what a bare rq-scheduler cancel() leaves
     assert schedule.reconcile(settings).added == [box.id]
     conn.delete(f"rq:job:mbx-{box.id}")  # the entry without its hash
     assert schedule.reconcile(settings).added == [box.id]
@@ -93,7 +94,7 @@ def test_a_backing_off_mailbox_gets_its_first_run_after_the_backoff(settings):
 
 
 def _due_now(conn, *boxes):
-    conn.zadd(schedule.SCHEDULED_KEY, {f"mbx-{b.id}": int(time.time()) - 1 for b in boxes}, xx=True)
+    conn.zadd(keys.SCHEDULED, {f"mbx-{b.id}": int(time.time()) - 1 for b in boxes}, xx=True)
 
 
 def test_the_scheduler_pushes_one_claimed_poll_per_mailbox_and_never_a_second_while_it_waits(settings):
@@ -110,8 +111,8 @@ def test_the_scheduler_pushes_one_claimed_poll_per_mailbox_and_never_a_second_wh
     assert (scheduler.pushed, scheduler.skipped) == (5, 10)
     for job in email.jobs:
         assert job.id.startswith(f"poll-{job.args[0]}-") and len(job.args) == 1, "ids only"
-        assert locks.holder(conn, job.args[0]) == job.id
-        assert job.ttl == jobs.queued_ttl(settings), "claim and queued job expire together"
+        assert claims.holder(conn, job.args[0]) == job.id
+        assert job.ttl == claims.queued_ttl(settings), "claim and queued job expire together"
     assert all(s > time.time() for s in zset(conn).values()), "rescheduled even when the push was skipped"
 
 
@@ -130,32 +131,32 @@ def test_two_schedulers_never_double_enqueue(settings):
 def test_a_dead_claim_does_not_block_a_mailbox(settings):
     box = make_mailbox(settings, "dead")
     conn = connect(settings)
-    job_id, new = jobs.submit_poll(settings, box.id, "email")
-    assert new and jobs.submit_poll(settings, box.id, "email") == (job_id, False)
+    job_id, new = claims.submit_poll(settings, box.id, "email")
+    assert new and claims.submit_poll(settings, box.id, "email") == (job_id, False)
     Job.fetch(job_id, connection=conn).delete()  # e.g. a flushed Redis or an expired job: the claim outlived it
-    second, new = jobs.submit_poll(settings, box.id, "email")
-    assert new and second != job_id and locks.holder(conn, box.id) == second
+    second, new = claims.submit_poll(settings, box.id, "email")
+    assert new and second != job_id and claims.holder(conn, box.id) == second
 
 
 def test_forget_cancels_the_schedule_the_template_and_a_queued_poll(settings):
     box = make_mailbox(settings, "gone")
     schedule.reconcile(settings)
-    job_id, _ = jobs.submit_poll(settings, box.id, "email")
+    job_id, _ = claims.submit_poll(settings, box.id, "email")
     schedule.forget(settings, box.id)
     conn = connect(settings)
     assert zset(conn) == {} and not conn.exists(f"rq:job:mbx-{box.id}")
     assert not conn.exists(f"rq:job:{job_id}") and Queue("email", connection=conn).count == 0
-    assert locks.holder(conn, box.id) is None
+    assert claims.holder(conn, box.id) is None
 
 
 def test_claims_are_compare_and_delete_and_renewal_retakes_a_vanished_claim(settings):
     conn = connect(settings)
-    assert locks.claim(conn, 7, "a", 10) and not locks.claim(conn, 7, "b", 10)
-    assert not locks.release(conn, 7, "b") and locks.holder(conn, 7) == "a"
-    assert not locks.renew(conn, 7, "b", 10)
+    assert claims.claim(conn, 7, "a", 10) and not claims.claim(conn, 7, "b", 10)
+    assert not claims.release(conn, 7, "b") and claims.holder(conn, 7) == "a"
+    assert not claims.adopt(conn, 7, "b", 10)
     conn.flushdb()
-    assert locks.renew(conn, 7, "a", 10) and locks.holder(conn, 7) == "a"
-    assert locks.release(conn, 7, "a") and locks.holder(conn, 7) is None
+    assert claims.adopt(conn, 7, "a", 10) and claims.holder(conn, 7) == "a"
+    assert claims.release(conn, 7, "a") and claims.holder(conn, 7) is None
 
 
 def test_schedule_sync_and_list_commands(settings, capsys):
@@ -198,3 +199,20 @@ def test_removing_a_mailbox_cancels_its_schedule(settings, capsys):
     schedule.reconcile(settings)
     assert run_cli(["mailbox", "remove", str(box.id), "--yes"], capsys).code == 0
     assert zset(connect(settings)) == {}
+
+
+def test_after_a_poll_the_schedule_moves_from_the_poll_result_alone(settings):
+    box = make_mailbox(settings, "after", interval=60)
+    schedule.reconcile(settings)
+    conn = connect(settings)
+    entry, started = f"mbx-{box.id}", time.time()
+    schedule.after_poll(conn, PollResult(box.id, "ok", interval=60, queue="email"), started)
+    assert zset(conn)[entry] >= started + 60, "no earlier than one interval after the poll started"
+    schedule.after_poll(conn, PollResult(box.id, "error", interval=60, queue="email", retry_at=started + 600), started)
+    assert zset(conn)[entry] >= started + 600, "not before the backoff ends"
+    schedule.after_poll(conn, PollResult(box.id, "ok", interval=60, queue="email"), started)
+    assert zset(conn)[entry] >= started + 600, "never pulled earlier"
+    schedule.after_poll(conn, PollResult(box.id, "auth_error", interval=60, queue="email"), started)
+    assert zset(conn) == {}, "parked after an authentication failure"
+    schedule.after_poll(conn, PollResult(box.id, "ok", interval=60, queue="email"), started)
+    assert zset(conn) == {}, "a removed entry is never re-created"

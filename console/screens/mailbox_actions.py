@@ -6,6 +6,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from mailq.imap import Probe
+from mailq.states import PAUSED, State
 from mailq.text import literal
 
 if TYPE_CHECKING:
@@ -21,13 +23,10 @@ class Target:
     state: str
 
 
-def _describe_probe(probe: object) -> str:
-    """A short outcome for a successful login, whatever the probe object looks like."""
-    caps = getattr(probe, "capabilities", None)
-    if caps is None and isinstance(probe, dict):
-        caps = probe.get("capabilities")
-    if caps:
-        names = [c.decode() if isinstance(c, bytes) else str(c) for c in caps]
+def _describe_probe(probe: Probe) -> str:
+    """A short outcome for a successful login: what the server offers."""
+    if probe.capabilities:
+        names = probe.capabilities
         return f" (server offers {', '.join(literal(n, 20) for n in names[:8])}{'…' if len(names) > 8 else ''})"
     return ""
 
@@ -43,9 +42,9 @@ class MailboxActions:
         target = self.target()
         if target is None:
             return None
-        if action == "pause" and target.state == "paused":
+        if action == "pause" and target.state == PAUSED:
             return None
-        if action == "resume" and target.state != "paused" and target.state != "auth_error":
+        if action == "resume" and target.state not in (PAUSED, State.AUTH_ERROR):
             return None
         return True
 

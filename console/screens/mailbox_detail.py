@@ -12,6 +12,7 @@ from textual.widgets import Static
 
 from mailq.errors import NotFoundError
 from mailq.ops import PollRunRow
+from mailq.states import Outcome
 from mailq.text import literal
 
 from .. import commands
@@ -52,7 +53,7 @@ SHOWN_FIELDS = (
 
 def run_row(run: PollRunRow, now: datetime) -> list:
     took = fmt.seconds((run.finished_at - run.started_at).total_seconds()) if run.finished_at else Text("running")
-    outcome_style = {"ok": "green", "partial": "yellow"}.get(run.outcome, "red" if run.outcome != "running" else "")
+    outcome_style = {Outcome.OK: "green", Outcome.PARTIAL: "yellow"}.get(run.outcome, "red" if run.outcome != Outcome.RUNNING else "")
     return [
         fmt.ago(run.started_at, now),
         took,

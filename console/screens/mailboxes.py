@@ -10,6 +10,7 @@ from textual.app import ComposeResult
 from textual.widgets import DataTable, Static
 
 from mailq.ops import MailboxRow
+from mailq.states import DISPLAY_STATES
 
 from .. import commands
 from .. import format as fmt
@@ -20,7 +21,7 @@ from .base import LiveScreen
 from .mailbox_actions import MAILBOX_ACTIONS, MailboxActions, Target
 from .paged import Paged
 
-STATES = ("ok", "failing", "auth_error", "paused")
+STATES = DISPLAY_STATES
 COLUMNS = [  # what an operator scans for comes first: at 80 columns the rest is scrolled to
     ("name", "Name"),
     ("state", "State"),

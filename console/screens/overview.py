@@ -12,6 +12,7 @@ from textual.widgets import Static
 
 from mailq.errors import DatabaseError, QueueError
 from mailq.ops import MailboxRow, Overview
+from mailq.states import DISPLAY_STATES, State
 
 from .. import commands
 from .. import format as fmt
@@ -92,7 +93,7 @@ class OverviewScreen(LiveScreen):
         overview = source.overview()
         attention: list[MailboxRow] = []
         if not overview.database_error:
-            for state in ("auth_error", "failing"):
+            for state in (State.AUTH_ERROR, State.FAILING):
                 if overview.states.get(state):
                     attention += source.mailbox_rows(limit=ATTENTION_LIMIT, state=state)[0]
         return overview, attention, source.now()
@@ -125,7 +126,7 @@ class OverviewScreen(LiveScreen):
                 )
                 for r in attention
             )
-            shown = overview.states.get("failing", 0) + overview.states.get("auth_error", 0)
+            shown = overview.states.get(State.FAILING, 0) + overview.states.get(State.AUTH_ERROR, 0)
             table.border_subtitle = (
                 f"{len(attention)} of {shown:,}; 2 lists them all" if shown > len(attention) else ("none" if not shown else "")
             )
@@ -137,8 +138,8 @@ class OverviewScreen(LiveScreen):
         health = Table.grid(padding=(0, 2))
         health.add_column()
         health.add_column(justify="right")
-        for name in ("ok", "failing", "auth_error", "paused"):
-            health.add_row(fmt.state(name), fmt.count(overview.states.get(name, 0), warn=name in ("failing", "auth_error")))
+        for name in DISPLAY_STATES:
+            health.add_row(fmt.state(name), fmt.count(overview.states.get(name, 0), warn=name in (State.FAILING, State.AUTH_ERROR)))
         health.add_row(Text("total", style="bold"), Text(f"{sum(overview.states.values()):,}", style="bold"))
         self.query_one("#health", Static).update(health)
 

@@ -7,6 +7,7 @@ usage exits 2. ``--json`` output is stable and goes to stdout alone.
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import sys
 from collections.abc import Sequence
@@ -20,8 +21,6 @@ COMMAND_MODULES = [db_cmd, mailbox_cmd]
 
 def _optional_modules() -> list:
     """Command groups added by later parts of the system (imported lazily to keep startup fast)."""
-    import importlib
-
     found = []
     for name in ("poll_cmd", "messages_cmd", "farm_cmd", "failed_cmd", "status_cmd", "console_cmd"):
         try:

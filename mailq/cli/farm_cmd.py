@@ -7,7 +7,8 @@ import argparse
 from rich.table import Table
 from rich.text import Text
 
-from .. import ops
+from .. import ops, scheduler, worker
+from ..queues import connect
 from ..text import literal
 from .common import add_json, fit, open_db, out, print_json
 
@@ -86,9 +87,6 @@ def schedule_list(args) -> int:
 
 def run_scheduler(args) -> int:
     settings = open_db(args)
-    from .. import scheduler
-    from ..queues import connect
-
     connect(settings, check=True)
     scheduler.run(settings)
     return 0
@@ -96,7 +94,5 @@ def run_scheduler(args) -> int:
 
 def run_worker(args) -> int:
     settings = open_db(args)
-    from .. import worker
-
     worker.run(settings, burst=args.burst, name=args.name, fork=args.fork)
     return 0

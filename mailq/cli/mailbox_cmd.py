@@ -10,9 +10,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
-from .. import mailboxes
+from .. import imap, mailboxes, ops
 from ..db import errors_as_mailq
-from ..errors import UsageError
+from ..errors import QueueError, UsageError
 from ..models import Mailbox
 from ..text import literal
 from .common import add_json, err, fields, fit, open_db, out, print_json
@@ -181,9 +181,6 @@ def remove_mailbox(args) -> int:
 def pause_mailbox(args) -> int:
     settings = open_db(args)
     mailbox = mailboxes.get(args.ref)
-    from .. import ops
-    from ..errors import QueueError
-
     try:  # the database change stands with Redis down; the scheduler's next reconcile drops the schedule
         ops.pause(settings, mailbox.id)
     except QueueError as exc:
@@ -195,9 +192,6 @@ def pause_mailbox(args) -> int:
 def resume_mailbox(args) -> int:
     settings = open_db(args)
     mailbox = mailboxes.get(args.ref)
-    from .. import ops
-    from ..errors import QueueError
-
     try:
         ops.resume(settings, mailbox.id)
     except QueueError as exc:
@@ -209,8 +203,6 @@ def resume_mailbox(args) -> int:
 def test_mailbox(args) -> int:
     settings = open_db(args)
     mailbox = mailboxes.get(args.ref)
-    from .. import imap
-
     result = imap.probe(settings, mailbox)
     if args.json:
         print_json({"id": mailbox.id, "name": mailbox.name, "ok": True, "capabilities": result.capabilities, "folders": result.folders})
@@ -223,9 +215,6 @@ def test_mailbox(args) -> int:
 
 def _after_change(settings, mailbox: Mailbox) -> None:
     """Bring the mailbox's recurring poll in line with its row (new credentials after auth_error re-add it)."""
-    from .. import ops
-    from ..errors import QueueError
-
     try:
         ops.sync_mailbox(settings, mailbox.id)
     except QueueError as exc:
@@ -234,9 +223,6 @@ def _after_change(settings, mailbox: Mailbox) -> None:
 
 def _after_import(settings) -> None:
     """Reconcile every recurring poll once after a bulk import (Redis down: a warning, the import stands)."""
-    from .. import ops
-    from ..errors import QueueError
-
     try:
         ops.resync(settings)
     except QueueError as exc:

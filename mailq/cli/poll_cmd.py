@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from rich.text import Text
 
-from .. import mailboxes
+from .. import mailboxes, ops
 from ..db import errors_as_mailq
 from ..errors import UsageError
 from ..models import Mailbox
+from ..ops.mailboxes import poll_outcomes
+from ..poll import poll_mailbox
+from ..states import Outcome
 from ..text import literal, one_line
 from .common import add_json, open_db, out, print_json
 
@@ -39,8 +42,6 @@ def poll(args) -> int:
     targets = _targets(args)
     if args.inline:
         return _inline(settings, targets, args.json)
-    from .. import ops
-
     job_ids = ops.poll_now(settings, [m.id for m in targets], wait=args.wait, timeout=args.timeout)
     if not args.wait:
         if args.json:
@@ -48,8 +49,6 @@ def poll(args) -> int:
         else:
             out.print(f"enqueued {len(job_ids)} poll(s)")
         return 0
-    from ..ops.mailboxes import poll_outcomes
-
     results = poll_outcomes(settings, [m.id for m in targets], job_ids)
     if args.json:
         print_json({"enqueued": job_ids, "results": results})
@@ -73,13 +72,11 @@ def outcome_line(name: str, result: dict) -> str:
 
 
 def _inline(settings, targets: list[Mailbox], as_json: bool) -> int:
-    from ..poll import poll_mailbox
-
     results, failed = [], False
     for mailbox in targets:
         result = poll_mailbox(settings, mailbox.id, force=True)  # the operator asked: poll even while backing off
         results.append(result)
-        failed = failed or result.outcome in ("error", "auth_error")
+        failed = failed or result.outcome in (Outcome.ERROR, Outcome.AUTH_ERROR)
         if not as_json:
             out.print(Text(outcome_line(mailbox.name, result.as_dict())))
     if as_json:

@@ -7,10 +7,11 @@ from rich.text import Text
 
 from .. import ops
 from ..ops import privacy
+from ..states import DISPLAY_STATES, PAUSED, State
 from ..text import literal, span
 from .common import add_json, err, fit, open_db, out, print_json
 
-_STATE_STYLE = {"ok": "green", "failing": "yellow", "auth_error": "red", "paused": "dim"}
+_STATE_STYLE = {State.OK: "green", State.FAILING: "yellow", State.AUTH_ERROR: "red", PAUSED: "dim"}
 
 
 def register(sub) -> None:
@@ -33,7 +34,7 @@ def status(args) -> int:
         print_json(data)
         return 0
     boxes = Table("mailboxes", "count", box=None, title_justify="left")
-    for state in ("ok", "failing", "auth_error", "paused"):
+    for state in DISPLAY_STATES:
         boxes.add_row(Text(state, style=_STATE_STYLE[state]), str(data["mailboxes"].get(state, 0)))
     boxes.add_row("total", str(data["mailboxes"]["total"]))
     out.print(boxes)

@@ -14,6 +14,7 @@ from collections.abc import Callable
 import peewee as pw
 
 from ..db import database, errors_as_mailq
+from ..errors import DatabaseError
 from ..models import utcnow
 
 
@@ -71,6 +72,4 @@ def require_head() -> None:
     """Fail clearly when the database is older than this code."""
     version = current_version()
     if version < HEAD:
-        from ..errors import DatabaseError
-
         raise DatabaseError(f"the database schema is at version {version}, this mailq needs {HEAD}: run `mailq db upgrade`")

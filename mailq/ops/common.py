@@ -13,6 +13,7 @@ from rq.registry import (
     StartedJobRegistry,
 )
 
+from .. import keys
 from ..db import errors_as_mailq
 from ..models import Mailbox
 
@@ -45,7 +46,7 @@ def _mailbox_of(job: Job | None) -> int | None:
     if job is None:
         return None
     try:
-        if job.func_name == "mailq.jobs.poll" and job.args:
+        if job.func_name == keys.POLL_JOB and job.args:
             return int(job.args[0])
     except Exception:  # unreadable job data: show it without a mailbox
         return None

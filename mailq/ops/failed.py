@@ -7,7 +7,7 @@ from rq.job import Job
 from rq.registry import FailedJobRegistry
 from rq.results import Result
 
-from .. import locks
+from .. import compat, keys, outbox
 from ..config import Settings
 from ..errors import NotFoundError, QueueError
 from ..queues import QUEUE_NAMES, connect, errors_as_queue
@@ -41,7 +41,7 @@ def _describe_failed(conn: redis.Redis, ids: list[tuple[str, str]], with_traceba
             except Exception:
                 exc_text = None
         if exc_text is None and job is not None:
-            exc_text = job._exc_info or None
+            exc_text = compat.job_exc_text(job)
         function = "?"
         if job is not None:
             try:
@@ -201,8 +201,8 @@ def delete_failed(settings: Settings, job_ids: list[str]) -> int:
                 conn.zrem(registry.key, job_id)
                 continue
             try:
-                if job.func_name == "mailq.jobs.dispatch" and job.args:
-                    locks.abandon_message_claims(conn, [int(m) for m in job.args[0]])
+                if job.func_name == keys.DISPATCH_JOB and job.args:
+                    outbox.abandon_message_claims(conn, [int(m) for m in job.args[0]])
             except Exception:
                 pass
             job.delete()

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from rq import Queue
 from rq.job import Job
 from rq.worker import Worker
 
-from .. import schedule
+from .. import keys, schedule
 from ..config import Settings
 from ..queues import QUEUE_NAMES, connect, errors_as_queue
 from .common import (
@@ -28,7 +29,7 @@ def queue_stats(settings: Settings) -> list[QueueStats]:
     with errors_as_queue(settings):
         pipe = conn.pipeline(transaction=False)
         for name in QUEUE_NAMES:
-            pipe.llen(f"rq:queue:{name}")
+            pipe.llen(Queue.redis_queue_namespace_prefix + name)
             for registry in _REGISTRIES:
                 pipe.zcard(registry(name, connection=conn).key)
         values = pipe.execute()
@@ -85,14 +86,14 @@ def scheduled_polls(settings: Settings, offset: int = 0, limit: int = 500) -> tu
         total = schedule.count(conn)
     names = _names({e.mailbox_id for e in entries})
     return [
-        ScheduledPoll(schedule.job_id(e.mailbox_id), e.mailbox_id, names.get(e.mailbox_id), e.interval, _from_epoch(e.next_run))
+        ScheduledPoll(keys.schedule_entry(e.mailbox_id), e.mailbox_id, names.get(e.mailbox_id), e.interval, _from_epoch(e.next_run))
         for e in entries
     ], total
 
 
 def schedule_diff(settings: Settings) -> ScheduleDiff:
     plan, _, _ = schedule.plan(settings)
-    return ScheduleDiff(plan.missing, [schedule.job_id(m) for m in plan.stale], plan.changed)
+    return ScheduleDiff(plan.missing, [keys.schedule_entry(m) for m in plan.stale], plan.changed)
 
 
 def resync(settings: Settings) -> ReconcileReport:

@@ -9,12 +9,13 @@ import peewee as pw
 import redis
 from rq.job import Job
 
-from .. import locks, mailboxes, schedule
+from .. import claims, imap, mailboxes, schedule
 from ..config import Settings
 from ..db import errors_as_mailq
 from ..errors import MailqError, QueueError
 from ..models import Mailbox, Message, PollRun, utcnow
 from ..queues import connect, errors_as_queue, poll_queue_name
+from ..states import PAUSED
 from .common import _DONE
 from .types import MailboxRow, PollRunRow
 
@@ -47,7 +48,7 @@ def mailbox_rows(
         if text:
             pattern = f"%{text}%"
             query = query.where((Mailbox.name**pattern) | (Mailbox.host**pattern) | (Mailbox.username**pattern))
-        if state == "paused":
+        if state == PAUSED:
             query = query.where(Mailbox.paused == True)  # noqa: E712
         elif state:
             query = query.where((Mailbox.state == state) & (Mailbox.paused == False))  # noqa: E712
@@ -81,7 +82,7 @@ def mailbox_detail(settings: Settings, mailbox_id: int) -> tuple[dict, list[Poll
     runs = _safe_next_runs(settings, [mailbox.id])
     info["next_run_at"] = runs[mailbox.id].isoformat() + "Z" if mailbox.id in runs else None
     try:
-        info["poll_job"] = locks.holder(connect(settings), mailbox.id)
+        info["poll_job"] = claims.holder(connect(settings), mailbox.id)
     except redis.exceptions.RedisError:
         info["poll_job"] = None
     with errors_as_mailq():
@@ -97,12 +98,10 @@ def poll_now(settings: Settings, mailbox_ids: list[int], wait: bool = False, tim
     An operator's poll ignores a backoff. With ``wait`` it blocks until every
     poll has ended; ``QueueError`` after ``timeout`` seconds.
     """
-    from ..jobs import submit_poll
-
     targets = [mailboxes.get(m) for m in mailbox_ids]
     conn = connect(settings)
     with errors_as_queue(settings):
-        ids = [submit_poll(settings, m.id, poll_queue_name(m.priority), manual=True, conn=conn)[0] for m in targets]
+        ids = [claims.submit_poll(settings, m.id, poll_queue_name(m.priority), manual=True, conn=conn)[0] for m in targets]
         if wait:
             wait_for_jobs(settings, ids, timeout)
     return ids
@@ -187,6 +186,4 @@ def sync_mailbox(settings: Settings, mailbox_id: int) -> str:
 
 def test_login(settings: Settings, mailbox_id: int):
     """Connect and log in once; returns ``imap.Probe`` (raises the ImapError subclass that explains a failure)."""
-    from .. import imap
-
     return imap.probe(settings, mailboxes.get(mailbox_id))

@@ -9,24 +9,26 @@ from typing import Any
 import peewee as pw
 import redis
 
-from .. import db
+from .. import db, schedule
 from ..config import Settings
 from ..db import errors_as_mailq
 from ..errors import MailqError, QueueError
+from ..history import summary
 from ..models import Mailbox, Message, utcnow
 from ..queues import connect, errors_as_queue
+from ..states import DISPLAY_STATES, PAUSED
 from .common import _naive
 from .farm import queue_stats, workers
 from .types import Overview, QueueStats, WorkerInfo
 
 
 def _state_counts() -> dict[str, int]:
-    states = {"ok": 0, "failing": 0, "auth_error": 0, "paused": 0}
+    states = dict.fromkeys(DISPLAY_STATES, 0)
     with errors_as_mailq():
         for paused, state, n in (
             Mailbox.select(Mailbox.paused, Mailbox.state, pw.fn.COUNT(Mailbox.id)).group_by(Mailbox.paused, Mailbox.state).tuples()
         ):
-            key = "paused" if paused else state
+            key = PAUSED if paused else state
             states[key] = states.get(key, 0) + n
     return states
 
@@ -52,9 +54,7 @@ def _ingest_per_minute(now: datetime) -> list[int]:
 
 def overview(settings: Settings) -> Overview:
     """The console's dashboard; never raises for Redis or the database being down (see the error fields)."""
-    from ..scheduler import liveness
-
-    states: dict[str, int] = {"ok": 0, "failing": 0, "auth_error": 0, "paused": 0}
+    states: dict[str, int] = dict.fromkeys(DISPLAY_STATES, 0)
     per_minute = [0] * 60
     database_error = redis_error = None
     try:
@@ -69,7 +69,7 @@ def overview(settings: Settings) -> Overview:
         queues = queue_stats(settings)
         worker_list = workers(settings)
         with errors_as_queue(settings):
-            alive, reconciled = liveness(connect(settings))
+            alive, reconciled = schedule.liveness(connect(settings))
     except (MailqError, redis.exceptions.RedisError) as exc:
         if isinstance(exc, (QueueError, redis.exceptions.RedisError)):
             redis_error = str(exc)
@@ -97,15 +97,12 @@ def _iso(value: datetime | None) -> str | None:
 
 def status(settings: Settings) -> dict[str, Any]:
     """The ``mailq status --json`` shape: keys ``mailboxes``, ``queues``, ``workers``, ``failed`` (+ ``scheduler``)."""
-    from ..history import summary
-    from ..scheduler import liveness
-
     states = _state_counts()
     polls = summary(settings, utcnow() - timedelta(hours=1))
     queues = queue_stats(settings)
     worker_list = workers(settings)
     with errors_as_queue(settings):
-        alive, reconciled = liveness(connect(settings))
+        alive, reconciled = schedule.liveness(connect(settings))
     return {
         "mailboxes": {**states, "total": sum(states.values())},
         "queues": [asdict(q) for q in queues],

@@ -6,7 +6,7 @@ processes, feeds mail continuously, injects one kind of fault (or a seeded mix),
 then stops the feed, lets the farm drain and compares every message on the
 server with the database and the blob store.
 
-Modules: `procs` (supervised farm processes), `farm` (services and settings),
+Modules: `farm` (services and settings),
 `feed` (mail feeder and the database watcher), `faults` (fault primitives),
 `verify` (server vs database), `scenarios`, `cli` (table and JSON).
 """

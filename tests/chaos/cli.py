@@ -11,7 +11,8 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from tests.chaos.scenarios import SCENARIOS, Result, run_scenario
+from tests.chaos.runner import Result, run_scenario
+from tests.chaos.scenarios import SCENARIOS
 
 console = Console(highlight=False)
 

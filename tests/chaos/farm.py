@@ -7,19 +7,21 @@ PostgreSQL a database of its own is created and dropped afterwards.
 
 from __future__ import annotations
 
-import csv
 import os
 import secrets
 import subprocess
 import sys
-import uuid
 from pathlib import Path
 
 from cryptography.fernet import Fernet
 
 from mailq import config, db
-from tests.chaos.procs import FarmProcess, Supervisor
+from mailq.models import Mailbox
+from tests.chaos.hosts import Host
+from tests.testbed import pg
+from tests.testbed.accounts import write_mailbox_csv
 from tests.testbed.dovecot import Dovecot
+from tests.testbed.procs import Proc, Supervisor, mailq_argv
 from tests.testbed.redisd import RedisServer
 from tests.testbed.s3d import S3Server
 
@@ -53,8 +55,8 @@ class Farm:
         self.pg_name: str | None = None
         self.settings: config.Settings | None = None
         self.env: dict[str, str] = {}
-        self.schedulers: list[FarmProcess] = []
-        self.workers: list[FarmProcess] = []
+        self.schedulers: list[Proc] = []
+        self.workers: list[Proc] = []
         self.hosts: list = []  # tests.chaos.hosts.Host, for the multi-host scenarios
         self.s3 = S3Server(self.root / "s3") if storage == "s3" else None
         self._saved_env: dict[str, str | None] = {}
@@ -138,36 +140,20 @@ class Farm:
     def _create_database(self) -> str:
         if self.db_kind == "sqlite":
             return f"sqlite:///{self.root / 'var' / 'mailq.db'}"
-        import psycopg2
-
-        self.pg_name = f"mailq_chaos_{uuid.uuid4().hex[:10]}"
-        conn = psycopg2.connect(PG_ADMIN_DSN)
-        conn.autocommit = True
-        with conn.cursor() as cur:
-            cur.execute(f'CREATE DATABASE "{self.pg_name}"')
-        conn.close()
-        return f"{PG_ADMIN_DSN.rsplit('/', 1)[0]}/{self.pg_name}"
+        self.pg_name, url = pg.create_database(PG_ADMIN_DSN, "mailq_chaos")
+        return url
 
     def _drop_database(self) -> None:
-        if not self.pg_name:
-            return
-        import psycopg2
-
-        conn = psycopg2.connect(PG_ADMIN_DSN)
-        conn.autocommit = True
-        with conn.cursor() as cur:
-            cur.execute(f'ALTER DATABASE "{self.pg_name}" ALLOW_CONNECTIONS true')
-            cur.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (self.pg_name,))
-            cur.execute(f'DROP DATABASE IF EXISTS "{self.pg_name}"')
-        conn.close()
-        self.pg_name = None
+        if self.pg_name:
+            pg.drop_database(PG_ADMIN_DSN, self.pg_name)
+            self.pg_name = None
 
     # -- the CLI and the processes --------------------------------------
 
     def cli(self, *args: str, stdin: str | None = None, timeout: float = 120, check: bool = True) -> subprocess.CompletedProcess:
         """Run `mailq ARGS` as a real process with the farm's settings."""
         proc = subprocess.run(
-            [sys.executable, "-m", "mailq", *args],
+            mailq_argv(*args),
             env=self.env,
             cwd=self.root,
             input=stdin,
@@ -185,44 +171,27 @@ class Farm:
         users = {f"{prefix}{start + i:04d}": f"chaos-{secrets.token_hex(10)}" for i in range(count)}
         self.dovecot.add_users(users)
         self.passwords.update(users)
-        path = self.root / f"import-{start}.csv"
-        with open(path, "w", newline="") as f:
-            writer = csv.writer(f)
-            writer.writerow(["name", "host", "port", "security", "username", "password", "folders", "interval", "priority"])
-            for user, password in users.items():
-                writer.writerow(
-                    [user, "127.0.0.1", self.dovecot.imap_port, "plain", user, password, "INBOX", interval or self.interval, "normal"]
-                )
+        path = write_mailbox_csv(self.root / f"import-{start}.csv", self.dovecot.imap_port, users, interval or self.interval)
         try:
             self.cli("mailbox", "import", str(path))
         finally:
             path.unlink(missing_ok=True)  # the CSV holds passwords: gone as soon as imported
-        from mailq.models import Mailbox
-
         db.close()
         for m in Mailbox.select(Mailbox.id, Mailbox.name).where(Mailbox.name.in_(list(users))):
             self.mailbox_ids[m.name] = m.id
         return list(users)
 
-    def command(self, name: str) -> list[str]:
-        """The command line of a farm process: `mailq scheduler`, `mailq worker` (DESIGN section 8)."""
-        return [sys.executable, "-m", "mailq", name]
+    def _start(self, kind: str, group: list[Proc]) -> Proc:
+        """A supervised `mailq scheduler` or `mailq worker`, the same command a production unit runs."""
+        p = self.supervisor.add(Proc(f"{kind}-{len(group) + 1}", mailq_argv(kind), self.env, self.root / "logs", self.root))
+        group.append(p)
+        return p.start()
 
-    def start_scheduler(self) -> FarmProcess:
-        p = self.supervisor.add(
-            FarmProcess(f"scheduler-{len(self.schedulers) + 1}", self.command("scheduler"), self.env, self.root / "logs", self.root)
-        )
-        self.schedulers.append(p)
-        p.start()
-        return p
+    def start_scheduler(self) -> Proc:
+        return self._start("scheduler", self.schedulers)
 
-    def start_worker(self) -> FarmProcess:
-        p = self.supervisor.add(
-            FarmProcess(f"worker-{len(self.workers) + 1}", self.command("worker"), self.env, self.root / "logs", self.root)
-        )
-        self.workers.append(p)
-        p.start()
-        return p
+    def start_worker(self) -> Proc:
+        return self._start("worker", self.workers)
 
     def start_farm(self, workers: int, schedulers: int = 1) -> None:
         for _ in range(schedulers):
@@ -232,8 +201,6 @@ class Farm:
 
     def start_hosts(self, count: int, workers: int) -> list:
         """`count` simulated hosts (tests/chaos/hosts.py), each with a scheduler and `workers` workers."""
-        from tests.chaos.hosts import Host
-
         for i in range(count):
             host = Host(self, f"host-{chr(ord('a') + i)}", workers)
             self.hosts.append(host)

@@ -10,7 +10,6 @@ import re
 import subprocess
 import sys
 import threading
-import time
 
 import redis
 
@@ -37,15 +36,7 @@ def redis_down(farm: Farm, seconds: float) -> None:
     """Stop redis-server (all data gone: no persistence), keep it down, start it on the same port."""
     farm.redis.stop()
     hold(seconds)
-    deadline = time.monotonic() + 15
-    while True:  # the port may linger a moment after the old process exits
-        try:
-            farm.redis.start()
-            return
-        except Exception:
-            if time.monotonic() > deadline:
-                raise
-            hold(0.2)
+    farm.redis.start_again(timeout=15)
 
 
 def dovecot_down(farm: Farm, seconds: float) -> None:

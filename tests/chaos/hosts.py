@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import signal
 
-from tests.chaos.procs import FarmProcess
+from tests.testbed.procs import Proc, mailq_argv
 
 
 class Host:
@@ -25,7 +25,7 @@ class Host:
         self.root = farm.root / "hosts" / name
         self.env = {**farm.env, "MAILQ_VAR_DIR": str(self.root / "var"), "HOSTNAME": name}
         self.generation = 0
-        self.processes: list[FarmProcess] = []
+        self.processes: list[Proc] = []
         self.pids: set[int] = set()  # every pid this host ever ran: poll runs name their worker by pid
 
     def __repr__(self) -> str:
@@ -37,14 +37,13 @@ class Host:
         g = self.generation
         (self.root / "var").mkdir(parents=True, exist_ok=True)
         logs = self.root / "logs"
-        specs = [(f"{self.name}-scheduler-g{g}", self.farm.command("scheduler"))]
+        specs = [(f"{self.name}-scheduler-g{g}", mailq_argv("scheduler"))]
         specs += [
-            (f"{self.name}-w{i}-g{g}", [*self.farm.command("worker"), "--name", f"{self.name}-w{i}-g{g}"])
-            for i in range(1, self.workers + 1)
+            (f"{self.name}-w{i}-g{g}", [*mailq_argv("worker"), "--name", f"{self.name}-w{i}-g{g}"]) for i in range(1, self.workers + 1)
         ]
         self.processes = []
         for name, argv in specs:
-            p = self.farm.supervisor.add(FarmProcess(name, argv, self.env, logs, self.root))
+            p = self.farm.supervisor.add(Proc(name, argv, self.env, logs, self.root))
             self.processes.append(p)
             p.start()
         self.note_pids()
@@ -70,9 +69,9 @@ class Host:
                     victims.append(p)
         for p in victims:
             try:
-                os.killpg(p.proc.pid, signal.SIGKILL)
+                os.killpg(p.popen.pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
         for p in victims:
-            p.proc.wait(10)
+            p.popen.wait(10)
         return len(victims)

@@ -20,7 +20,8 @@ from dataclasses import dataclass, field
 from imapclient import IMAPClient
 
 from mailq import db
-from mailq.storage import StorageError, open_store
+from mailq.errors import StorageError
+from mailq.storage import open_store
 
 FETCH_CHUNK = 500
 

@@ -7,9 +7,7 @@ instance; DIR/mailboxes.csv lists the accounts in mailq's import format.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -17,19 +15,11 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from tests.testbed.accounts import deliver_tagged, password_for, user_name, write_mailbox_csv
 from tests.testbed.dovecot import Dovecot, DovecotError
 from tests.testbed.mailgen import DEFAULT_MAX_BYTES, make_messages
 
 console = Console()
-CSV_HEADER = ["name", "host", "port", "security", "username", "password", "folders", "interval", "priority"]
-
-
-def user_name(i: int) -> str:
-    return f"user{i:04d}"
-
-
-def password_for(name: str) -> str:
-    return f"pw-{name}"
 
 
 def _state_path(root: Path) -> Path:
@@ -69,8 +59,7 @@ def _inject(dovecot: Dovecot, names: list[str], messages: int, seed: int, max_by
     with Progress(*columns, console=console, transient=True) as progress:
         task = progress.add_task("inject", total=len(todo))
         for name in todo:
-            tag = f".{name}@mailgen.example>".encode()
-            total += dovecot.deliver_many((name, raw.replace(b"@mailgen.example>", tag, 1)) for raw in pool)
+            total += deliver_tagged(dovecot, name, pool)
             progress.advance(task)
     with console.status("indexing"):
         dovecot.index()
@@ -78,14 +67,7 @@ def _inject(dovecot: Dovecot, names: list[str], messages: int, seed: int, max_by
 
 
 def write_csv(path: Path, dovecot: Dovecot, names: list[str]) -> None:
-    # the accounts' passwords: readable by this user only (Dovecot never reads this file)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    os.fchmod(fd, 0o600)
-    with os.fdopen(fd, "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(CSV_HEADER)
-        for name in names:
-            writer.writerow([name, "127.0.0.1", dovecot.imap_port, "plain", name, password_for(name), "INBOX", 60, "normal"])
+    write_mailbox_csv(path, dovecot.imap_port, {name: password_for(name) for name in names})
 
 
 def cmd_start(args: argparse.Namespace) -> int:

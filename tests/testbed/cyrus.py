@@ -25,7 +25,8 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 
-from .dovecot import free_port, port_open, wait_until
+from .net import free_port, port_open
+from .waiting import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 CYRUS_BIN = Path("/usr/lib/cyrus/bin")  # cyrus-common
@@ -133,8 +134,8 @@ class Cyrus:
             start_new_session=True,
         )
         try:
-            wait_until(lambda: port_open(self.imap_port), 20, f"cyrus on port {self.imap_port}")
-            wait_until(self._login_works, 20, "cyrus to accept logins")
+            wait_for(lambda: port_open(self.imap_port), 20, f"cyrus on port {self.imap_port}", interval=0.1, error=CyrusError)
+            wait_for(self._login_works, 20, "cyrus to accept logins", interval=0.1, error=CyrusError)
         except Exception:
             self.stop()
             raise

@@ -9,7 +9,8 @@ import subprocess
 import time
 from pathlib import Path
 
-from tests.testbed.dovecot import free_port, wait_until
+from tests.testbed.net import free_port
+from tests.testbed.waiting import wait_for
 
 START_TIMEOUT = 10.0
 """Seconds to wait for PING to answer after starting."""
@@ -75,7 +76,12 @@ class RedisServer:
                 stderr=subprocess.STDOUT,
             )
         try:
-            wait_until(lambda: _ping(self.port) or self._proc.poll() is not None, START_TIMEOUT, f"redis-server on port {self.port}")
+            wait_for(
+                lambda: _ping(self.port) or self._proc.poll() is not None,
+                START_TIMEOUT,
+                f"redis-server on port {self.port}",
+                error=RedisServerError,
+            )
         except Exception:
             self.stop()
             raise
@@ -99,14 +105,19 @@ class RedisServer:
     def restart(self) -> None:
         """Stop and start again on the same port (all data is gone: no persistence)."""
         self.stop()
-        deadline = time.monotonic() + START_TIMEOUT
-        while True:  # the port can linger briefly after the old process exits
+        self.start_again()
+
+    def start_again(self, timeout: float = START_TIMEOUT) -> None:
+        """Start on the same port, retrying while the old process's port lingers."""
+        deadline = time.monotonic() + timeout
+        while True:
             try:
                 self.start()
                 return
             except RedisServerError:
                 if time.monotonic() > deadline:
                     raise
+                time.sleep(0.2)
 
     def running(self) -> bool:
         return self._proc is not None and self._proc.poll() is None

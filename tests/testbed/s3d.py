@@ -19,7 +19,8 @@ import sys
 import urllib.request
 from pathlib import Path
 
-from tests.testbed.dovecot import free_port, wait_until
+from tests.testbed.net import free_port
+from tests.testbed.waiting import wait_for
 
 START_TIMEOUT = 30.0
 REGION = "us-east-1"
@@ -84,7 +85,7 @@ class S3Server:
                 env={**os.environ, "INITIAL_NO_AUTH_ACTION_COUNT": "3", "MOTO_CALL_RESET_API": "false"},
             )
         try:
-            wait_until(lambda: _answers(self.port), START_TIMEOUT, f"moto server on port {self.port} (log: {self.log_path})")
+            wait_for(lambda: _answers(self.port), START_TIMEOUT, f"moto server on port {self.port} (log: {self.log_path})", interval=0.1)
         except Exception:
             self.stop()
             raise

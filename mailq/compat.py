@@ -1,0 +1,31 @@
+"""The private attributes of rq and imapclient mailq relies on, each touched here only.
+
+None has a public equivalent in the pinned versions (rq >=2.8,<4, imapclient
+>=3,<5). tests/test_compat.py exercises each against the installed library, so
+a release that renames one fails there, not in production.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def worker_asked_to_stop(worker: Any) -> bool:
+    """Whether an rq worker ended because it was asked to (SIGTERM/SIGINT), not because Redis went away.
+
+    A busy worker's stop sets ``_stop_requested``; an idle worker's sets only the
+    shutdown date (rq has no public accessor for either).
+    """
+    return bool(worker._stop_requested) or worker._shutdown_requested_date is not None
+
+
+def job_exc_text(job: Any) -> str | None:
+    """The traceback stored on an rq job hash. Public ``Job.exc_info`` is deprecated (it warns) and
+    reads the results stream, which mailq already tried; this is the job's own copy."""
+    return job._exc_info or None
+
+
+def forget_capabilities(client: Any) -> None:
+    """Make imapclient ask the server for CAPABILITY again (after login or STARTTLS the list changes;
+    imapclient only re-asks on its own before authentication)."""
+    client._cached_capabilities = None

@@ -1,0 +1,67 @@
+"""mailq/compat.py against the installed rq and imapclient: each private attribute still means what mailq assumes.
+
+A library release that renames one of them fails here, naming the attribute, instead of in a farm.
+"""
+
+from __future__ import annotations
+
+import signal
+import zlib
+
+import pytest
+import redis
+from imapclient import IMAPClient
+from rq import Queue, SimpleWorker
+from rq.exceptions import StopRequested
+from rq.job import Job
+from rq.worker import WorkerStatus
+
+from mailq import compat
+
+
+@pytest.fixture
+def conn(redis_url):
+    client = redis.Redis.from_url(redis_url)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def restore_signals():
+    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+    yield
+    for sig, handler in saved.items():
+        signal.signal(sig, handler)
+
+
+def test_an_idle_worker_asked_to_stop_is_told_apart_from_one_that_just_ended(conn, restore_signals):
+    worker = SimpleWorker([Queue("default", connection=conn)], connection=conn)
+    assert not compat.worker_asked_to_stop(worker)
+    with pytest.raises(StopRequested):  # idle: rq sets only the shutdown date (rq's _shutdown_requested_date)
+        worker.request_stop(signal.SIGTERM, None)
+    assert compat.worker_asked_to_stop(worker)
+
+
+def test_a_busy_worker_asked_to_stop_says_so(conn, restore_signals):
+    worker = SimpleWorker([Queue("default", connection=conn)], connection=conn)
+    worker.set_state(WorkerStatus.BUSY)
+    worker.request_stop(signal.SIGTERM, None)  # busy: rq sets _stop_requested and finishes the job first
+    assert worker._stop_requested and compat.worker_asked_to_stop(worker)
+
+
+def test_a_traceback_stored_on_the_job_hash_is_read_back(conn):
+    job = Queue("default", connection=conn).enqueue("mailq.jobs.noop")
+    assert compat.job_exc_text(Job.fetch(job.id, connection=conn)) is None
+    conn.hset(job.key, "exc_info", zlib.compress(b"Traceback (most recent call last):\nValueError: boom"))
+    assert compat.job_exc_text(Job.fetch(job.id, connection=conn)).endswith("ValueError: boom")
+
+
+def test_forgetting_capabilities_makes_imapclient_ask_the_server_again(dovecot, mail_user):
+    user, password = mail_user
+    with IMAPClient("127.0.0.1", port=dovecot.imap_port, ssl=False, timeout=5) as client:
+        client.login(user, password)
+        first = client.capabilities()
+        assert client._cached_capabilities == first, "imapclient no longer caches capabilities in _cached_capabilities"
+        compat.forget_capabilities(client)
+        assert client._cached_capabilities is None
+        assert client.capabilities() == first  # asked again (CAPABILITY), same answer
