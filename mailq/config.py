@@ -202,6 +202,12 @@ SETTINGS: dict[str, Setting] = {
         _delays,
         "seconds before each retry of a failed hook/webhook delivery (one retry per value)",
     ),
+    "oauth_refresh_ahead": Setting(
+        "MAILQ_OAUTH_REFRESH_AHEAD",
+        "300",
+        lambda n, r: _float(n, r, 0),
+        "seconds before expiry an OAuth2 access token is refreshed (at most half its lifetime)",
+    ),
     "console_refresh": Setting("MAILQ_CONSOLE_REFRESH", "2", lambda n, r: _float(n, r, 0.2), "seconds between console refreshes"),
     "log_level": Setting(
         "MAILQ_LOG_LEVEL", "INFO", _log_level, "logging level of workers and scheduler (DEBUG also shows RQ's per-job lines)"
@@ -241,6 +247,7 @@ class Settings:
     webhook_url: str
     webhook_secret: str
     dispatch_retry_delays: str
+    oauth_refresh_ahead: float
     console_refresh: float
     log_level: str
     log_format: str

@@ -85,7 +85,22 @@ class ResponseRefusedError(ImapConnectionError):
         self.uid = uid
 
 
+class GrantRevokedError(AuthError):
+    """Raised when the authorization server refuses a mailbox's OAuth2 grant (invalid_grant): re-authorize."""
+
+
+class OAuthClientError(AuthError):
+    """Raised when the authorization server refuses the OAuth app itself (wrong secret, unauthorized client)."""
+
+
+class TokenEndpointError(MailqError):
+    """Raised when the token endpoint is down, slow or answers garbage: transient, retried with backoff."""
+
+
 _KINDS = {
+    GrantRevokedError: "oauth_grant",
+    OAuthClientError: "oauth_client",
+    TokenEndpointError: "token_endpoint",
     AuthError: "auth",
     ImapConnectionError: "connection",
     ImapTimeoutError: "timeout",

@@ -16,6 +16,8 @@ from .db import database
 STATES = ("ok", "failing", "auth_error")
 SECURITY = ("ssl", "starttls", "plain")
 PRIORITIES = ("high", "normal")
+AUTH_KINDS = ("password", "oauth2")
+OAUTH_GRANTS = ("refresh_token", "client_credentials", "service_account")
 
 
 def utcnow() -> datetime:
@@ -38,13 +40,36 @@ class BaseModel(pw.Model):
         legacy_table_names = False
 
 
+class OAuthApp(BaseModel):
+    """One registration with an OAuth provider (Google, Microsoft, any standard server); mailboxes sign in through it."""
+
+    name = pw.CharField(max_length=200, unique=True)
+    provider = pw.CharField(max_length=16)  # google | microsoft | generic
+    client_id = pw.TextField()
+    client_secret = pw.TextField(null=True)  # Fernet token; public clients have none
+    tenant = pw.CharField(max_length=200, null=True)
+    token_url = pw.TextField()
+    auth_url = pw.TextField(null=True)
+    device_url = pw.TextField(null=True)
+    scopes = JSONListField(default=list)
+    sasl = pw.CharField(max_length=16, default="xoauth2")  # xoauth2 | oauthbearer
+    created_at = pw.DateTimeField(default=utcnow)
+
+    class Meta:
+        table_name = "oauth_app"
+
+
 class Mailbox(BaseModel):
     name = pw.CharField(max_length=200, unique=True)
     host = pw.CharField(max_length=255)
     port = pw.IntegerField()
     security = pw.CharField(max_length=10, default="ssl")
     username = pw.CharField(max_length=320)
-    secret = pw.TextField()  # Fernet token, see crypto.py; never printed
+    secret = pw.TextField()  # Fernet token, see crypto.py; never printed. The password, or for
+    # OAuth2 the long-lived grant: refresh token | service-account key JSON | "" (client credentials)
+    auth = pw.CharField(max_length=16, default="password")  # AUTH_KINDS
+    oauth_app = pw.ForeignKeyField(OAuthApp, null=True, backref="mailboxes", on_delete="RESTRICT")
+    oauth_grant = pw.CharField(max_length=24, null=True)  # OAUTH_GRANTS
     ca_file = pw.TextField(null=True)
     folders = JSONListField(default=lambda: ["INBOX"])
     interval = pw.IntegerField(default=60)
@@ -72,6 +97,21 @@ class Mailbox(BaseModel):
     def enabled(self) -> bool:
         """Whether it should have a recurring poll: not paused and not parked on bad credentials."""
         return not self.paused and self.state != "auth_error"
+
+
+class OAuthToken(BaseModel):
+    """A mailbox's cached access token (encrypted) and the outcome of its last refresh; never in Redis."""
+
+    mailbox = pw.ForeignKeyField(Mailbox, primary_key=True, backref="oauth_token", on_delete="CASCADE")
+    access_token = pw.TextField(null=True)  # Fernet token
+    expires_at = pw.DateTimeField(null=True)
+    refreshed_at = pw.DateTimeField(null=True)
+    last_attempt_at = pw.DateTimeField(null=True)
+    last_outcome = pw.CharField(max_length=24, null=True)  # ok | revoked | transient | client
+    last_error = pw.TextField(null=True)
+
+    class Meta:
+        table_name = "oauth_token"
 
 
 class FolderState(BaseModel):
@@ -151,4 +191,4 @@ class PollRun(BaseModel):
         )
 
 
-ALL_MODELS = [Mailbox, FolderState, Message, Attachment, PollRun]
+ALL_MODELS = [OAuthApp, Mailbox, OAuthToken, FolderState, Message, Attachment, PollRun]

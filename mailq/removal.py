@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from .config import Settings
 from .db import database, errors_as_mailq
-from .models import Attachment, FolderState, Mailbox, Message, PollRun
+from .models import Attachment, FolderState, Mailbox, Message, OAuthToken, PollRun
 from .storage import open_store
 
 _CHUNK = 500
@@ -67,5 +67,6 @@ def remove_mailbox(settings: Settings, mailbox: Mailbox) -> dict[str, int]:
             messages = Message.delete().where(Message.mailbox == mailbox.id).execute()
             FolderState.delete().where(FolderState.mailbox == mailbox.id).execute()
             PollRun.delete().where(PollRun.mailbox == mailbox.id).execute()
+            OAuthToken.delete().where(OAuthToken.mailbox == mailbox.id).execute()
             Mailbox.delete().where(Mailbox.id == mailbox.id).execute()
     return {"messages": messages, "attachments": attachments, "blobs": len(blobs)}

@@ -23,7 +23,7 @@ def _optional_modules() -> list:
     import importlib
 
     found = []
-    for name in ("poll_cmd", "messages_cmd", "farm_cmd", "failed_cmd", "status_cmd", "console_cmd"):
+    for name in ("poll_cmd", "messages_cmd", "farm_cmd", "failed_cmd", "status_cmd", "console_cmd", "oauth_cmd"):
         try:
             found.append(importlib.import_module(f"{__name__}.{name}"))
         except ModuleNotFoundError as exc:

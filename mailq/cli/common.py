@@ -39,6 +39,24 @@ def print_json(data: Any) -> None:
     sys.stdout.flush()
 
 
+def read_secret(from_stdin: bool, env_var: str | None, env_flag: str, what: str) -> str:
+    """A secret from standard input (one line on a terminal, else all of it) or an environment variable."""
+    import os
+
+    from ..errors import UsageError
+
+    if from_stdin:
+        data = sys.stdin.readline() if sys.stdin.isatty() else sys.stdin.read()
+        value = data.rstrip("\r\n")
+    else:
+        if env_var not in os.environ:
+            raise UsageError(f"{env_flag}: {env_var} is not set in the environment")
+        value = os.environ[env_var]
+    if not value:
+        raise UsageError(f"the {what} is empty")
+    return value
+
+
 def add_json(parser) -> None:
     parser.add_argument("--json", action="store_true", help="machine-readable output on stdout")
 

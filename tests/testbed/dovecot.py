@@ -47,7 +47,7 @@ ssl_cert = <{root}/cert.pem
 ssl_key = <{root}/key.pem
 {ssl_dh}
 disable_plaintext_auth = no
-auth_mechanisms = plain login
+auth_mechanisms = plain login{oauth2_mechanisms}
 auth_verbose = yes
 auth_failure_delay = 0
 mail_location = maildir:{root}/mail/%u
@@ -57,9 +57,9 @@ default_client_limit = 4000
 default_process_limit = 2000
 passdb {{
   driver = passwd-file
-  args = scheme=PLAIN {root}/users
+  args = scheme=PLAIN {root}/users{passwd_mechanisms}
 }}
-userdb {{
+{oauth2_passdb}userdb {{
   driver = passwd-file
   args = {root}/users
   default_fields = home={root}/mail/%u
@@ -105,6 +105,24 @@ def missing_tools() -> list[str]:
     if not any(os.access(path, os.X_OK) for path in IMAP_BINARIES):
         missing.append(f"Dovecot's IMAP server ({IMAP_BINARIES[0]})")
     return missing
+
+
+_OAUTH2_PASSDB = """\
+passdb {{
+  driver = oauth2
+  mechanisms = xoauth2 oauthbearer
+  args = {root}/dovecot-oauth2.conf.ext
+}}
+"""
+
+_OAUTH2_CONF = """\
+# Every XOAUTH2/OAUTHBEARER token is checked at the authorization server (RFC 7662).
+introspection_mode = post
+introspection_url = {url}
+username_attribute = username
+active_attribute = active
+active_value = true
+"""
 
 
 class DovecotError(RuntimeError):
@@ -236,8 +254,12 @@ class Dovecot:
 
     name = "dovecot"  # tests/testbed/cyrus.Cyrus has the same driving methods
 
-    def __init__(self, root: Path, imap_port: int | None = None, imaps_port: int | None = None):
+    def __init__(
+        self, root: Path, imap_port: int | None = None, imaps_port: int | None = None, oauth2_introspection_url: str | None = None
+    ):
+        """``oauth2_introspection_url``: also accept XOAUTH2/OAUTHBEARER, each token verified at that URL."""
         self.root = Path(root).absolute()
+        self.oauth2_introspection_url = oauth2_introspection_url
         self._auto_ports = imap_port is None or imaps_port is None
         self.imap_port = imap_port or free_port()
         self.imaps_port = imaps_port or free_port()
@@ -384,6 +406,9 @@ class Dovecot:
             )
             chroot = "chroot ="
         dh = Path("/usr/share/dovecot/dh.pem")
+        oauth2 = self.oauth2_introspection_url
+        if oauth2:
+            (self.root / "dovecot-oauth2.conf.ext").write_text(_OAUTH2_CONF.format(url=oauth2))
         self.conf_path.write_text(
             _CONFIG_TEMPLATE.format(
                 tag=f"{self.imap_port}",
@@ -394,6 +419,9 @@ class Dovecot:
                 imap_port=self.imap_port,
                 imaps_port=self.imaps_port,
                 chroot=chroot,
+                passwd_mechanisms="\n  mechanisms = plain login" if oauth2 else "",
+                oauth2_mechanisms=" xoauth2 oauthbearer" if oauth2 else "",
+                oauth2_passdb=_OAUTH2_PASSDB.format(root=self.root) if oauth2 else "",
             )
         )
 
