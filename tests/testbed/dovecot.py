@@ -318,6 +318,12 @@ class Dovecot:
         except OSError:
             return False
         try:
+            if self.oauth2_introspection_url:  # the oauth2 passdb comes up on its own: probe it too
+                try:
+                    client.authenticate("XOAUTH2", lambda _: b"user=testbed-warmup\x01auth=Bearer x\x01\x01")
+                except imaplib.IMAP4.error as exc:
+                    if "UNAVAILABLE" in str(exc):
+                        return False
             client.login("testbed-warmup-no-such-user", "x")
         except imaplib.IMAP4.error as exc:
             return "UNAVAILABLE" not in str(exc)
