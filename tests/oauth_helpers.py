@@ -35,6 +35,7 @@ def auth_server(auth_server_session):
     server = auth_server_session
     server.mode, server.access_ttl, server.rotate, server.consent_user = "ok", 3600, True, None
     server.calls.clear()
+    server.refreshes.clear()
     yield server
     server.mode = "ok"
 
@@ -80,7 +81,9 @@ def add_app(
     return apps.save(settings, spec)[0]
 
 
-def add_oauth_mailbox(settings, dovecot: Dovecot, app, user: str, *, secret: str = "", grant: str = "refresh_token", name=None) -> Mailbox:
+def add_oauth_mailbox(
+    settings, dovecot: Dovecot, app, user: str, *, secret: str = "", grant: str = "refresh_token", name=None, interval: int = 60
+) -> Mailbox:
     spec = mailboxes.validate(
         name=name or f"mb-{user}",
         host="127.0.0.1",
@@ -91,6 +94,7 @@ def add_oauth_mailbox(settings, dovecot: Dovecot, app, user: str, *, secret: str
         auth="oauth2",
         oauth_app=app,
         oauth_grant=grant,
+        interval=interval,
     )
     return mailboxes.save(settings, spec)[0]
 

@@ -63,6 +63,7 @@ class AuthServer:
         self.consent_user: str | None = None  # who is "signed in to the browser" for /authorize
         self.calls: collections.Counter[str] = collections.Counter()  # token-endpoint calls per grant type
         self.introspections = 0
+        self.refreshes: collections.Counter[str] = collections.Counter()  # successful refresh-token grants per user
         self._lock = threading.Lock()
         self._clients: dict[str, Client] = {}
         self._service_accounts: dict[str, object] = {}  # client_email -> public key
@@ -199,6 +200,7 @@ class AuthServer:
                 if form["refresh_token"] != grant.current:  # reuse of a rotated token: kill the family
                     grant.revoked = True
                     return 400, {"error": "invalid_grant", "error_description": "refresh token reused: family revoked"}
+                self.refreshes[grant.username] += 1
                 return 200, self._issue(grant.username, grant, scope)
             if grant_type == "client_credentials":
                 if client.secret is None or client.app_mailbox is None:
