@@ -112,3 +112,35 @@ def service_account_key(client_email: str) -> tuple[str, bytes]:
         "token_uri": "https://oauth2.googleapis.com/token",
     }
     return json.dumps(data), public
+
+
+def screenshot_of_mailbox(env: dict[str, str], mailbox_id: int, size: tuple[int, int] = (160, 45)) -> str:
+    """SVG screenshot of a real farm's console on one mailbox's detail screen (auth and token rows)."""
+    import asyncio
+    import time
+
+    from console.app import MailqConsole
+    from console.screens.mailbox_detail import MailboxScreen
+    from console.source import OpsSource
+    from mailq import config, db
+
+    settings = config.load(env, env_file=None)
+    config.use(settings)
+    db.bind(settings.database_url)
+
+    async def shoot() -> str:
+        app = MailqConsole(OpsSource(settings, refresh_interval=60), view="mailboxes")
+        async with app.run_test(size=size) as pilot:
+            app.push_screen(MailboxScreen(mailbox_id, "detail"))
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline:
+                await pilot.pause(0.1)
+                if not app.busy and "token_expires_at" in app.export_screenshot():
+                    break
+            return app.export_screenshot()
+
+    try:
+        return asyncio.run(shoot())
+    finally:
+        config.use(None)
+        db.close()
