@@ -178,3 +178,55 @@ def test_authorize_refused_consent_says_so(settings, auth_server, oauth_dovecot,
     out, err = proc.communicate(timeout=30)
     assert proc.returncode == 2 and "consent was refused (access_denied)" in err and "Traceback" not in err
     assert Mailbox.get_by_id(mb.id).state == "auth_error"
+
+
+def test_a_google_app_asks_for_offline_access_and_the_mailbox_user(settings, auth_server, oauth_dovecot, oauth_user):
+    """The google provider's consent URL carries access_type=offline + prompt=consent (else no refresh token)."""
+    auth_server.add_client("gapp", "gsecret")
+    result = run_cli_process_env(
+        settings,
+        ["oauth", "app", "add", "gapp", "--provider", "google", "--client-id", "gapp", "--client-secret-env", "GS"],
+        {"GS": "gsecret"},
+    )
+    assert result.returncode == 0, result.stderr
+    app = OAuthApp.get(OAuthApp.name == "gapp")
+    app.auth_url, app.token_url = auth_server.auth_url, auth_server.token_url  # the provider's defaults, pointed at the stand-in
+    app.save()
+    mb = add_oauth_mailbox(settings, oauth_dovecot, app, oauth_user)
+    assert mb.host == "127.0.0.1"  # given; without --host it would be imap.gmail.com
+    auth_server.consent_user = oauth_user
+    proc = _authorize(settings, mb.name)  # google: the browser flow by default
+    url = _lines_until(proc, r"(http://127\.0\.0\.1:\d+/authorize\?\S+)").group(1)
+    assert "access_type=offline" in url and "prompt=consent" in url and f"login_hint={oauth_user}" in url
+    assert "scope=https%3A%2F%2Fmail.google.com%2F" in url
+    requests.get(url, timeout=10)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+
+
+def test_app_only_access_needs_a_secret_and_for_microsoft_a_tenant_id(settings, capsys):
+    run_cli(["oauth", "app", "add", "ms", "--provider", "microsoft", "--client-id", "c", "--client-secret-env", "MS"], capsys)
+    assert run_cli(["oauth", "app", "list", "--json"], capsys).out.count('"name"') == 0  # MS was not set: nothing added
+    os.environ["MS_TEST_SECRET"] = "s3"
+    try:
+        added = run_cli(
+            ["oauth", "app", "add", "ms", "--provider", "microsoft", "--client-id", "c", "--client-secret-env", "MS_TEST_SECRET"], capsys
+        )
+    finally:
+        del os.environ["MS_TEST_SECRET"]
+    assert added.code == 0, added.err
+    result = run_cli(["mailbox", "add", "shared", "--username", "shared@contoso.com", "--oauth-app", "ms", "--client-credentials"], capsys)
+    assert result.code == 2 and "needs its tenant id (--tenant)" in result.err
+    run_cli(["oauth", "app", "add", "pub", "--provider", "microsoft", "--client-id", "c", "--tenant", "contoso.onmicrosoft.com"], capsys)
+    result = run_cli(["mailbox", "add", "shared", "--username", "shared@contoso.com", "--oauth-app", "pub", "--client-credentials"], capsys)
+    assert result.code == 2 and "has no client secret" in result.err
+    run_cli(["oauth", "app", "add", "ms", "--provider", "microsoft", "--client-id", "c", "--tenant", "contoso.onmicrosoft.com"], capsys)
+    ok = run_cli(["mailbox", "add", "shared", "--username", "shared@contoso.com", "--oauth-app", "ms", "--client-credentials"], capsys)
+    assert ok.code == 0, ok.err
+    shared = Mailbox.get(Mailbox.name == "shared")
+    assert (shared.host, shared.port, shared.security, shared.oauth_grant) == ("outlook.office365.com", 993, "ssl", "client_credentials")
+
+
+def run_cli_process_env(settings, args: list[str], extra: dict[str, str]) -> subprocess.CompletedProcess:
+    env = {**settings.as_env(), "PATH": os.environ.get("PATH", ""), "HOME": os.environ.get("HOME", "/tmp"), **extra}
+    return subprocess.run([sys.executable, "-m", "mailq", *args], env=env, capture_output=True, text=True, timeout=60)
