@@ -102,7 +102,11 @@ def _listener(callback: _Callback) -> HTTPServer:
             callback.path = self.path
             callback.done.set()
 
-    return HTTPServer(("127.0.0.1", 0), Handler)
+    class Server(HTTPServer):
+        def handle_error(self, request, client_address) -> None:  # a browser hanging up: no traceback
+            pass
+
+    return Server(("127.0.0.1", 0), Handler)
 
 
 def _browser_flow(
