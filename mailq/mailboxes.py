@@ -46,9 +46,9 @@ class MailboxSpec:
     ca_file: str | None = None
     auth: str = "password"
     oauth_app: OAuthApp | None = None
-    oauth_grant: str | None = (
-        None  # refresh_token (password = the refresh token, "" until authorized) | client_credentials | service_account (password = the key JSON)
-    )
+    # OAuth2 grant; ``password`` then holds its secret: refresh_token (the token, "" until
+    # authorized) | client_credentials ("") | service_account (the key file's JSON)
+    oauth_grant: str | None = None
 
 
 def _check_oauth(auth: str | None, oauth_app: OAuthApp | None, oauth_grant: str | None, secret: str) -> tuple[str, str | None]:

@@ -80,7 +80,7 @@ def test_tokens_are_refreshed_ahead_of_expiry(settings, auth_server, oauth_dovec
     assert poll.poll_mailbox(settings, mb.id).outcome == "ok"
     assert auth_server.calls["refresh_token"] == 1  # still fresh
     expires = OAuthToken.get_by_id(mb.id).expires_at
-    wait_for(lambda: not tokens._lifetime_left(OAuthToken.get_by_id(mb.id), settings, utcnow()), 3, "half the lifetime to pass")
+    wait_for(lambda: not tokens._fresh(OAuthToken.get_by_id(mb.id), settings, utcnow()), 3, "half the lifetime to pass")
     assert poll.poll_mailbox(settings, mb.id).outcome == "ok"
     assert auth_server.calls["refresh_token"] == 2
     assert OAuthToken.get_by_id(mb.id).expires_at > expires

@@ -37,7 +37,7 @@ def reauthorize_hint(mailbox: Mailbox) -> str:
     return f"mailq mailbox authorize {mailbox.name}"
 
 
-def _lifetime_left(row: OAuthToken | None, settings: Settings, now: datetime) -> bool:
+def _fresh(row: OAuthToken | None, settings: Settings, now: datetime) -> bool:
     """Fresh: more than the refresh-ahead margin (at most half the token's lifetime) left."""
     if row is None or not row.access_token or row.expires_at is None:
         return False
@@ -60,7 +60,7 @@ def _cached(settings: Settings, mailbox: Mailbox) -> tuple[OAuthToken | None, st
 def access_token(settings: Settings, mailbox: Mailbox, rejected: str | None = None) -> tuple[str, bool]:
     """(token, came_from_cache). ``rejected``: the server refused that token; get another (once)."""
     row, cached = _cached(settings, mailbox)
-    if cached and cached != rejected and _lifetime_left(row, settings, utcnow()):
+    if cached and cached != rejected and _fresh(row, settings, utcnow()):
         return cached, True
     call_time = settings.connect_timeout + settings.read_timeout
     deadline = time.monotonic() + call_time + _LOCK_MARGIN
@@ -72,7 +72,7 @@ def access_token(settings: Settings, mailbox: Mailbox, rejected: str | None = No
         )
     try:
         row, cached = _cached(settings, mailbox)
-        if cached and cached != rejected and _lifetime_left(row, settings, utcnow()):
+        if cached and cached != rejected and _fresh(row, settings, utcnow()):
             return cached, False  # someone refreshed while we waited: theirs is as new as ours would be
         with errors_as_mailq():
             current = Mailbox.get_by_id(mailbox.id)  # the refresh token may have rotated since we loaded it
