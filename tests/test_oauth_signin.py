@@ -139,3 +139,20 @@ def test_a_slow_token_endpoint_fails_within_the_deadline(settings, auth_server, 
     result = poll.poll_mailbox(fast, mb.id)
     assert time.monotonic() - started < 2.5
     assert result.outcome == "error" and result.error_class == "token_endpoint" and "did not answer in time" in result.error_text
+
+
+def test_a_refused_app_parks_its_mailboxes_until_its_secret_is_renewed(settings, auth_server, oauth_dovecot, oauth_user):
+    from mailq.oauth import apps
+
+    app = add_app(settings, auth_server, secret="old-secret")
+    mb = add_oauth_mailbox(settings, oauth_dovecot, app, oauth_user, secret=auth_server.consent(app.name, oauth_user))
+    auth_server.add_client(app.name, "new-secret")  # the old secret expired at the provider
+    result = poll.poll_mailbox(settings, mb.id)
+    assert result.outcome == "auth_error" and result.error_class == "oauth_client", result
+    assert "old-secret" not in result.error_text
+    spec = apps.validate(
+        name=app.name, provider="generic", client_id=app.name, client_secret="new-secret", token_url=app.token_url, scopes=["imap"]
+    )
+    apps.save(settings, spec)
+    assert Mailbox.get_by_id(mb.id).state == "ok"
+    assert poll.poll_mailbox(settings, mb.id).outcome == "ok"

@@ -61,6 +61,10 @@ def add_app(args) -> int:
     )
     app, created = apps.save(settings, spec)
     out.print(Text(f"{'added' if created else 'updated'} OAuth app {literal(app.name)} ({app.provider})"))
+    if not created and secret is not None:  # mailboxes parked on the old secret are due again
+        from .mailbox_cmd import _after_import
+
+        _after_import(settings)
     return 0
 
 

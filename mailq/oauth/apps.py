@@ -94,7 +94,11 @@ def validate(
 
 
 def save(settings: Settings, spec: AppSpec) -> tuple[OAuthApp, bool]:
-    """Insert or update by name; an update without a secret keeps the stored one."""
+    """Insert or update by name; an update without a secret keeps the stored one.
+
+    A new client secret gives the app's mailboxes parked on the old one (the server
+    refused the app) a new attempt, as a changed password does for its mailbox.
+    """
     with errors_as_mailq(), database.atomic():
         app = OAuthApp.get_or_none(OAuthApp.name == spec.name)
         created = app is None
@@ -102,9 +106,14 @@ def save(settings: Settings, spec: AppSpec) -> tuple[OAuthApp, bool]:
         app.provider, app.client_id, app.tenant = spec.provider, spec.client_id, spec.tenant
         app.token_url, app.auth_url, app.device_url = spec.token_url, spec.auth_url, spec.device_url
         app.scopes, app.sasl = spec.scopes, spec.sasl
+        renewed = spec.client_secret is not None and not created
         if spec.client_secret is not None:
             app.client_secret = crypto.encrypt(settings, spec.client_secret)
         app.save()
+        if renewed:
+            Mailbox.update(state="ok", consecutive_failures=0, next_attempt_at=None, updated_at=utcnow()).where(
+                (Mailbox.oauth_app == app.id) & (Mailbox.state == "auth_error") & (Mailbox.last_error_class == "oauth_client")
+            ).execute()
     return app, created
 
 
