@@ -230,3 +230,31 @@ def test_app_only_access_needs_a_secret_and_for_microsoft_a_tenant_id(settings, 
 def run_cli_process_env(settings, args: list[str], extra: dict[str, str]) -> subprocess.CompletedProcess:
     env = {**settings.as_env(), "PATH": os.environ.get("PATH", ""), "HOME": os.environ.get("HOME", "/tmp"), **extra}
     return subprocess.run([sys.executable, "-m", "mailq", *args], env=env, capture_output=True, text=True, timeout=60)
+
+
+def test_a_new_refresh_token_ends_auth_error_and_a_reimport_without_one_keeps_the_stored_one(
+    settings, auth_server, oauth_dovecot, oauth_user, tmp_path, capsys
+):
+    from mailq import poll
+
+    app = add_app(settings, auth_server)
+    mb = add_oauth_mailbox(settings, oauth_dovecot, app, oauth_user, secret=auth_server.consent(app.name, oauth_user))
+    auth_server.revoke_user(oauth_user)
+    assert poll.poll_mailbox(settings, mb.id).outcome == "auth_error"
+    where = ["--host", "127.0.0.1", "--port", str(oauth_dovecot.imap_port), "--security", "plain", "--username", oauth_user]
+    again = run_cli(
+        ["mailbox", "add", mb.name, *where, "--oauth-app", app.name, "--refresh-token-stdin"],
+        capsys,
+        stdin=auth_server.consent(app.name, oauth_user),
+    )
+    assert again.code == 0, again.err
+    assert Mailbox.get_by_id(mb.id).state == "ok" and OAuthToken.get_or_none(OAuthToken.mailbox == mb.id) is None
+    assert poll.poll_mailbox(settings, mb.id).outcome == "ok"
+    rotated = crypto.decrypt(settings, Mailbox.get_by_id(mb.id).secret)
+    csv = tmp_path / "again.csv"
+    csv.write_text(
+        f"name,host,port,security,username,password,auth,oauth_app\n{mb.name},127.0.0.1,{oauth_dovecot.imap_port},plain,{oauth_user},,oauth2,{app.name}\n"
+    )
+    assert "updated 1" in run_cli(["mailbox", "import", str(csv)], capsys).out
+    assert crypto.decrypt(settings, Mailbox.get_by_id(mb.id).secret) == rotated
+    assert poll.poll_mailbox(settings, mb.id).outcome == "ok"
