@@ -175,7 +175,7 @@ class AuthServer:
             body["refresh_token"] = grant.current
         return body
 
-    def token(self, form: dict[str, str], basic: tuple[str, str] | None) -> tuple[int, dict]:
+    def token(self, form: dict[str, str], basic: tuple[str, str] | None) -> tuple[int, dict | str]:
         grant_type = form.get("grant_type", "")
         with self._lock:
             self.calls[grant_type] += 1
@@ -184,7 +184,7 @@ class AuthServer:
         elif self.mode == "down":
             return 503, {"error": "temporarily_unavailable", "error_description": "the test server is down"}
         elif self.mode == "error":
-            return 500, {"error": "server_error"}
+            return 500, "<html>Internal Server Error</html>"
         with self._lock:
             client = None
             if grant_type != JWT_GRANT:

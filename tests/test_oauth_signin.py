@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import time
 
+import pytest
+
 from mailq import crypto, poll
 from mailq.models import Mailbox, Message, OAuthToken, utcnow
 from mailq.oauth import tokens
@@ -114,10 +116,11 @@ def test_a_revoked_grant_parks_the_mailbox_after_one_attempt(settings, auth_serv
     assert auth_server.calls["refresh_token"] == 2
 
 
-def test_a_token_endpoint_that_is_down_is_transient_and_recovers(settings, auth_server, oauth_dovecot, oauth_user):
+@pytest.mark.parametrize("mode", ["down", "error"])  # 503 temporarily_unavailable | 500 with a non-JSON body
+def test_a_token_endpoint_that_is_down_is_transient_and_recovers(settings, auth_server, oauth_dovecot, oauth_user, mode):
     app = add_app(settings, auth_server)
     mb = add_oauth_mailbox(settings, oauth_dovecot, app, oauth_user, secret=auth_server.consent(app.name, oauth_user))
-    auth_server.mode = "down"
+    auth_server.mode = mode
     result = poll.poll_mailbox(settings, mb.id)
     assert result.outcome == "error" and result.error_class == "token_endpoint", result
     stored = Mailbox.get_by_id(mb.id)
