@@ -20,7 +20,7 @@ from authlib.common.security import generate_token
 
 from ..config import Settings
 from ..db import errors_as_mailq
-from ..errors import MailqError, UsageError
+from ..errors import MailqError, TokenEndpointError, UsageError
 from ..models import Mailbox, OAuthApp
 from . import client, providers, tokens
 
@@ -48,10 +48,13 @@ def authorize(
     provider = providers.get(app.provider)
     flow = flow or ("device" if provider.consent == "device" and app.device_url else "browser" if app.auth_url else "device")
     deadline = time.monotonic() + timeout
-    if flow == "device":
-        token = _device_flow(settings, app, deadline, say)
-    else:
-        token = _browser_flow(settings, app, mailbox, provider, deadline, open_browser, say)
+    try:
+        if flow == "device":
+            token = _device_flow(settings, app, deadline, say)
+        else:
+            token = _browser_flow(settings, app, mailbox, provider, deadline, open_browser, say)
+    except TokenEndpointError as exc:  # nobody retries an interactive command for you
+        raise ConsentError(str(exc).replace("transient, will retry", "try again later")) from None
     if not token.refresh_token:
         raise ConsentError(
             f"the authorization server of {app.name!r} gave no refresh token: Google needs access_type=offline "
