@@ -243,6 +243,12 @@ class Settings:
     poll_history_per_mailbox: int = _setting(
         "MAILQ_POLL_HISTORY_PER_MAILBOX", "200", lambda n, r: _int(n, r, 0), "newest poll runs kept per mailbox (0: no count bound)"
     )
+    oauth_refresh_ahead: float = _setting(
+        "MAILQ_OAUTH_REFRESH_AHEAD",
+        "300",
+        lambda n, r: _float(n, r, 0),
+        "seconds before expiry an OAuth2 access token is refreshed (at most half its lifetime)",
+    )
     console_refresh: float = _setting("MAILQ_CONSOLE_REFRESH", "2", lambda n, r: _float(n, r, 0.2), "seconds between console refreshes")
     log_level: str = _setting(
         "MAILQ_LOG_LEVEL",

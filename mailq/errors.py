@@ -57,6 +57,14 @@ class InvalidMailbox(UsageError):
     """Raised when a mailbox definition is invalid (names the field and the reason)."""
 
 
+class InvalidApp(UsageError):
+    """Raised when an OAuth app definition is invalid (names the flag and the reason)."""
+
+
+class ConsentError(UsageError):
+    """Raised when the user refused, the consent timed out, or the server gave no refresh token."""
+
+
 class LockLost(MailqError):
     """Raised inside a poll when another poll took over its mailbox (its claim expired meanwhile)."""
 
@@ -97,7 +105,22 @@ class ResponseRefusedError(ImapConnectionError):
         self.uid = uid
 
 
+class GrantRevokedError(AuthError):
+    """Raised when the authorization server refuses a mailbox's OAuth2 grant (invalid_grant): re-authorize."""
+
+
+class OAuthClientError(AuthError):
+    """Raised when the authorization server refuses the OAuth app itself (wrong secret, unauthorized client)."""
+
+
+class TokenEndpointError(MailqError):
+    """Raised when the token endpoint is down, slow or answers garbage: transient, retried with backoff."""
+
+
 _KINDS = {
+    GrantRevokedError: "oauth_grant",
+    OAuthClientError: "oauth_client",
+    TokenEndpointError: "token_endpoint",
     AuthError: "auth",
     ImapConnectionError: "connection",
     ImapTimeoutError: "timeout",
@@ -113,5 +136,7 @@ _KINDS = {
     StorageError: "storage",
     DispatchError: "dispatch",
     InvalidMailbox: "invalid_mailbox",
+    InvalidApp: "invalid_oauth_app",
+    ConsentError: "consent",
     LockLost: "lock_lost",
 }

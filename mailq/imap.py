@@ -28,7 +28,7 @@ from typing import Any
 from imapclient import IMAPClient, imap4, tls
 from imapclient import exceptions as imx
 
-from . import compat, crypto, literal8
+from . import auth, compat, literal8
 from .config import Settings
 from .errors import AuthError, ImapConnectionError, ImapError, ImapTimeoutError, MailqError, ProtocolError, TLSError
 from .models import Mailbox
@@ -302,26 +302,36 @@ def _shutdown(client: IMAPClient) -> None:
         pass
 
 
-def _login(client: Client, settings: Settings, mailbox: Mailbox) -> None:
-    password = crypto.decrypt(settings, mailbox.secret, f"the password of mailbox {mailbox.name!r}")
+def _sign_in(client: Client, creds: auth.Credentials) -> None:
+    if creds.mechanism == "xoauth2":
+        client.oauth2_login(creds.username, creds.secret)
+    elif creds.mechanism == "oauthbearer":
+        client.oauthbearer_login(creds.username, creds.secret)
+    else:
+        client.login(creds.username, creds.secret)
+
+
+def _login(client: Client, settings: Settings, mailbox: Mailbox, creds: auth.Credentials) -> None:
+    """Sign in with the authenticator's credentials; refused cached ones get one renewal and one retry."""
     client.wire.doing = "logging in"
-    try:
-        client.login(mailbox.username, password)
-    except imx.LoginError as exc:
-        text = _server_text(exc).replace(password, "***") if password else _server_text(exc)
-        if any(marker in text.upper() for marker in _TRANSIENT_LOGIN):
-            raise ImapConnectionError(
-                f"{_where(mailbox)} cannot log in {mailbox.username} right now ({text}): transient, will retry", orig=None
-            ) from None
-        raise AuthError(
-            f"login rejected by {mailbox.host} for user {mailbox.username} ({text}): check the "
-            "password (polling stops until it changes or the mailbox is resumed)",
-            orig=None,
-        ) from None
-    except Exception as exc:
-        raise map_error(exc, mailbox, "logging in", settings.read_timeout) from None
-    finally:
-        del password
+    while True:
+        try:
+            _sign_in(client, creds)
+            return
+        except imx.LoginError as exc:
+            text = _server_text(exc).replace(creds.secret, "***") if creds.secret else _server_text(exc)
+            if any(marker in text.upper() for marker in _TRANSIENT_LOGIN):
+                raise ImapConnectionError(
+                    f"{_where(mailbox)} cannot log in {mailbox.username} right now ({text}): transient, will retry", orig=None
+                ) from None
+            retry = auth.after_rejection(settings, mailbox, creds)
+            if retry is None:
+                raise AuthError(
+                    f"login rejected by {mailbox.host} for user {mailbox.username} ({text}): {creds.on_rejection}", orig=None
+                ) from None
+            creds = retry
+        except Exception as exc:
+            raise map_error(exc, mailbox, "logging in", settings.read_timeout) from None
 
 
 @contextlib.contextmanager
@@ -331,10 +341,13 @@ def connect(settings: Settings, mailbox: Mailbox, deadline: float | None = None)
     Connecting through reading the capabilities after login finishes within
     MAILQ_CONNECT_TIMEOUT; nothing is waited for after ``deadline``
     (``time.monotonic()``; default: one poll's budget plus a read timeout from now).
+    Credentials come first: a token refresh (or a grant that needs re-authorizing)
+    never keeps an unauthenticated connection waiting on the server.
     """
+    creds = auth.credentials(settings, mailbox)
     client = _open_client(settings, mailbox, new_wire(settings, mailbox, deadline))
     try:
-        _login(client, settings, mailbox)
+        _login(client, settings, mailbox, creds)
     except BaseException:
         _shutdown(client)
         raise

@@ -44,6 +44,11 @@ def poll_claim(mailbox_id: int) -> str:
     return f"{KEY_PREFIX}poll:{mailbox_id}"
 
 
+def oauth_refresh_lock(mailbox_id: int) -> str:
+    """Serializes one mailbox's token refresh across every process (a reused refresh token may revoke its family)."""
+    return f"{KEY_PREFIX}oauth-refresh:{mailbox_id}"
+
+
 def schedule_entry(mailbox_id: int) -> str:
     """The recurring entry's id (rq job ids allow only letters, digits, ``_`` and ``-``)."""
     return f"mbx-{mailbox_id}"

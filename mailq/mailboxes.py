@@ -18,10 +18,12 @@ from . import crypto, removal
 from .config import Settings
 from .db import database, errors_as_mailq
 from .errors import InvalidMailbox, MailqError, NotFoundError, UsageError
-from .models import PRIORITIES, SECURITY, Mailbox, utcnow
+from .models import AUTH_KINDS, OAUTH_GRANTS, PRIORITIES, SECURITY, Mailbox, OAuthApp, OAuthToken, utcnow
+from .oauth import providers, tokens
+from .oauth.client import parse_service_account
 from .states import State
 
-CSV_COLUMNS = ["name", "host", "port", "security", "username", "password", "folders", "interval", "priority"]
+CSV_COLUMNS = ["name", "host", "port", "security", "username", "password", "folders", "interval", "priority", "auth", "oauth_app"]
 DEFAULT_PORTS = {"ssl": 993, "starttls": 143, "plain": 143}
 _NAME_RE = re.compile(r"^[^\s\x00-\x1f\x7f][^\x00-\x1f\x7f]{0,199}$")
 
@@ -41,28 +43,67 @@ class MailboxSpec:
     priority: str = "normal"
     initial_sync: str = "all"
     ca_file: str | None = None
+    auth: str = "password"
+    oauth_app: OAuthApp | None = None
+    # OAuth2 grant; ``password`` then holds its secret: refresh_token (the token, "" until
+    # authorized) | client_credentials ("") | service_account (the key file's JSON)
+    oauth_grant: str | None = None
+
+
+def _check_oauth(auth: str | None, oauth_app: OAuthApp | None, oauth_grant: str | None, secret: str) -> tuple[str, str | None]:
+    """(auth, grant) after checking the OAuth2 part of a definition."""
+    auth = (auth or ("oauth2" if oauth_app else "password")).strip().lower()
+    if auth not in AUTH_KINDS:
+        raise InvalidMailbox(f"auth: {auth!r} is not one of {', '.join(AUTH_KINDS)}")
+    if auth == "password":
+        if oauth_app is not None:
+            raise InvalidMailbox("auth: password mailboxes take no OAuth app")
+        if not secret:
+            raise InvalidMailbox("password: must not be empty")
+        return auth, None
+    if oauth_app is None:
+        raise InvalidMailbox("oauth_app: an OAuth2 mailbox needs an app (`mailq oauth app add`)")
+    grant = oauth_grant or "refresh_token"
+    if grant not in OAUTH_GRANTS:
+        raise InvalidMailbox(f"grant: {grant!r} is not one of {', '.join(OAUTH_GRANTS)}")
+    if grant == "client_credentials":
+        if not oauth_app.client_secret:
+            raise InvalidMailbox(f"--client-credentials: OAuth app {oauth_app.name!r} has no client secret; app-only access needs one")
+        if oauth_app.provider == "microsoft" and (oauth_app.tenant or "common") in ("common", "organizations", "consumers"):
+            raise InvalidMailbox(f"--client-credentials: OAuth app {oauth_app.name!r} needs its tenant id (--tenant) for app-only access")
+    if grant == "service_account":
+        parse_service_account(secret)
+    return auth, grant
 
 
 def validate(
     *,
     name: str,
-    host: str,
+    host: str | None = None,
     port: Any = None,
     security: str | None = None,
     username: str,
-    password: str,
+    password: str = "",
     folders: Iterable[str] | str | None = None,
     interval: Any = None,
     priority: str | None = None,
     initial_sync: str | None = None,
     ca_file: str | None = None,
     default_interval: int = 60,
+    auth: str | None = None,
+    oauth_app: OAuthApp | None = None,
+    oauth_grant: str | None = None,
 ) -> MailboxSpec:
-    """Check every field and return a spec; the error names the first bad field."""
+    """Check every field and return a spec; the error names the first bad field.
+
+    OAuth2 mailboxes of a known provider default their host to the provider's IMAP server.
+    """
     name = (name or "").strip()
     if not _NAME_RE.match(name):
         raise InvalidMailbox("name: must be 1-200 printable characters and not start with a space")
     host = (host or "").strip()
+    if not host and oauth_app is not None:
+        host = providers.get(oauth_app.provider).imap_host
     if not host or any(c.isspace() for c in host):
         raise InvalidMailbox(f"host: {host!r} is not a host name")
     security = (security or "ssl").strip().lower()
@@ -79,8 +120,7 @@ def validate(
     username = (username or "").strip()
     if not username:
         raise InvalidMailbox("username: must not be empty")
-    if not password:
-        raise InvalidMailbox("password: must not be empty")
+    auth, oauth_grant = _check_oauth(auth, oauth_app, oauth_grant, password or "")
     if isinstance(folders, str):
         folders = [f for f in re.split(r"[;|]", folders)]
     folders = [f.strip() for f in (folders or []) if f and f.strip()] or ["INBOX"]
@@ -103,7 +143,22 @@ def validate(
             raise InvalidMailbox(f"initial sync: {initial_sync!r} needs a date as since:YYYY-MM-DD") from None
     elif initial_sync not in ("all", "new"):
         raise InvalidMailbox(f"initial sync: {initial_sync!r} is not all, new or since:YYYY-MM-DD")
-    return MailboxSpec(name, host, port, security, username, password, folders, interval, priority, initial_sync, ca_file or None)
+    return MailboxSpec(
+        name,
+        host,
+        port,
+        security,
+        username,
+        password or "",
+        folders,
+        interval,
+        priority,
+        initial_sync,
+        ca_file or None,
+        auth,
+        oauth_app,
+        oauth_grant,
+    )
 
 
 def get(ref: str | int) -> Mailbox:
@@ -125,11 +180,20 @@ def save(settings: Settings, spec: MailboxSpec) -> tuple[Mailbox, bool]:
     """Insert or update (by name); returns (mailbox, created).
 
     A changed password clears ``auth_error``: new credentials deserve one new attempt.
+    An OAuth2 mailbox without a refresh token yet waits in ``auth_error`` for
+    ``mailq mailbox authorize``; updating it without a new token keeps the stored one.
     """
     with errors_as_mailq(), database.atomic():
         existing = Mailbox.select().where(Mailbox.name == spec.name).first()
         if existing is None:
+            unauthorized = spec.auth == "oauth2" and spec.oauth_grant == "refresh_token" and not spec.password
             mailbox = Mailbox.create(
+                auth=spec.auth,
+                oauth_app=spec.oauth_app.id if spec.oauth_app else None,
+                oauth_grant=spec.oauth_grant,
+                state="auth_error" if unauthorized else "ok",
+                last_error=f"not authorized yet: run `mailq mailbox authorize {spec.name}`" if unauthorized else None,
+                last_error_class="oauth_grant" if unauthorized else None,
                 name=spec.name,
                 host=spec.host,
                 port=spec.port,
@@ -143,9 +207,15 @@ def save(settings: Settings, spec: MailboxSpec) -> tuple[Mailbox, bool]:
                 ca_file=spec.ca_file,
             )
             return mailbox, True
+        keep_grant = spec.auth == "oauth2" and spec.oauth_grant == "refresh_token" and not spec.password
+        if keep_grant and existing.auth == "oauth2" and existing.oauth_grant == "refresh_token":
+            spec.password = crypto.decrypt(settings, existing.secret, f"the OAuth2 grant of mailbox {existing.name!r}")
         credentials_changed = (
             existing.host != spec.host
             or existing.username != spec.username
+            or existing.auth != spec.auth
+            or existing.oauth_app_id != (spec.oauth_app.id if spec.oauth_app else None)
+            or existing.oauth_grant != spec.oauth_grant
             or crypto.decrypt(settings, existing.secret, f"the password of mailbox {existing.name!r}") != spec.password
         )
         existing.host, existing.port, existing.security = spec.host, spec.port, spec.security
@@ -154,7 +224,10 @@ def save(settings: Settings, spec: MailboxSpec) -> tuple[Mailbox, bool]:
         existing.initial_sync, existing.ca_file = spec.initial_sync, spec.ca_file
         if credentials_changed:
             existing.secret = crypto.encrypt(settings, spec.password)
-            if existing.state == State.AUTH_ERROR:
+            existing.auth, existing.oauth_grant = spec.auth, spec.oauth_grant
+            existing.oauth_app = spec.oauth_app.id if spec.oauth_app else None
+            OAuthToken.delete().where(OAuthToken.mailbox == existing.id).execute()
+            if existing.state == State.AUTH_ERROR and (spec.password or spec.oauth_grant in ("client_credentials", "service_account")):
                 existing.state, existing.consecutive_failures, existing.next_attempt_at = State.OK, 0, None
         existing.updated_at = utcnow()
         existing.save()
@@ -210,6 +283,8 @@ def import_csv(settings: Settings, text: str, on_row: Callable[[int, int], None]
                 interval=row.get("interval"),
                 priority=row.get("priority"),
                 default_interval=settings.poll_interval,
+                auth=row.get("auth") or None,
+                oauth_app=_csv_app(row.get("oauth_app")),
             )
             if spec.name in seen:
                 raise InvalidMailbox(f"name: {spec.name!r} already appears on line {seen[spec.name]}")
@@ -227,6 +302,17 @@ def import_csv(settings: Settings, text: str, on_row: Callable[[int, int], None]
             on_row(done, len(rows))
     report.errors.sort()
     return report
+
+
+def _csv_app(name: str | None) -> OAuthApp | None:
+    """The OAuth app a CSV row names (its refresh token, if any, is in the password column)."""
+    name = (name or "").strip()
+    if not name:
+        return None
+    app = OAuthApp.get_or_none(OAuthApp.name == name)
+    if app is None:
+        raise InvalidMailbox(f"oauth_app: no OAuth app named {name!r} (see `mailq oauth app list`)")
+    return app
 
 
 def set_paused(mailbox: Mailbox, paused: bool) -> Mailbox:
@@ -265,7 +351,11 @@ def to_dict(mailbox: Mailbox, detail: bool = False) -> dict[str, Any]:
         "paused": bool(mailbox.paused),
         "state": mailbox.display_state,
         "initial_sync": mailbox.initial_sync,
+        "auth": mailbox.auth,
     }
+    if mailbox.auth == "oauth2":
+        app = OAuthApp.get_or_none(OAuthApp.id == mailbox.oauth_app_id)
+        data.update(oauth_app=app.name if app else None, oauth_grant=mailbox.oauth_grant, **tokens.status(mailbox))
     if detail:
         iso = lambda d: d.isoformat() + "Z" if d else None  # noqa: E731
         data.update(

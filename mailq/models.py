@@ -17,6 +17,8 @@ from .states import PAUSED, Outcome, State
 STATES = tuple(State)
 SECURITY = ("ssl", "starttls", "plain")
 PRIORITIES = ("high", "normal")
+AUTH_KINDS = ("password", "oauth2")
+OAUTH_GRANTS = ("refresh_token", "client_credentials", "service_account")
 
 
 def utcnow() -> datetime:
@@ -39,13 +41,36 @@ class BaseModel(pw.Model):
         legacy_table_names = False
 
 
+class OAuthApp(BaseModel):
+    """One registration with an OAuth provider (Google, Microsoft, any standard server); mailboxes sign in through it."""
+
+    name = pw.CharField(max_length=200, unique=True)
+    provider = pw.CharField(max_length=16)  # google | microsoft | generic
+    client_id = pw.TextField()
+    client_secret = pw.TextField(null=True)  # Fernet token; public clients have none
+    tenant = pw.CharField(max_length=200, null=True)
+    token_url = pw.TextField()
+    auth_url = pw.TextField(null=True)
+    device_url = pw.TextField(null=True)
+    scopes = JSONListField(default=list)
+    sasl = pw.CharField(max_length=16, default="xoauth2")  # xoauth2 | oauthbearer
+    created_at = pw.DateTimeField(default=utcnow)
+
+    class Meta:
+        table_name = "oauth_app"
+
+
 class Mailbox(BaseModel):
     name = pw.CharField(max_length=200, unique=True)
     host = pw.CharField(max_length=255)
     port = pw.IntegerField()
     security = pw.CharField(max_length=10, default="ssl")
     username = pw.CharField(max_length=320)
-    secret = pw.TextField()  # Fernet token, see crypto.py; never printed
+    secret = pw.TextField()  # Fernet token, see crypto.py; never printed. The password, or for
+    # OAuth2 the long-lived grant: refresh token | service-account key JSON | "" (client credentials)
+    auth = pw.CharField(max_length=16, default="password")  # AUTH_KINDS
+    oauth_app = pw.ForeignKeyField(OAuthApp, null=True, backref="mailboxes", on_delete="RESTRICT")
+    oauth_grant = pw.CharField(max_length=24, null=True)  # OAUTH_GRANTS
     ca_file = pw.TextField(null=True)
     folders = JSONListField(default=lambda: ["INBOX"])
     interval = pw.IntegerField(default=60)
@@ -83,6 +108,21 @@ class Mailbox(BaseModel):
     def is_due(self, now: datetime | None = None) -> bool:
         """Whether a poll should log in now: enabled, and not backing off."""
         return self.enabled and (self.next_attempt_at is None or self.next_attempt_at <= (now or utcnow()))
+
+
+class OAuthToken(BaseModel):
+    """A mailbox's cached access token (encrypted) and the outcome of its last refresh; never in Redis."""
+
+    mailbox = pw.ForeignKeyField(Mailbox, primary_key=True, backref="oauth_token", on_delete="CASCADE")
+    access_token = pw.TextField(null=True)  # Fernet token
+    expires_at = pw.DateTimeField(null=True)
+    refreshed_at = pw.DateTimeField(null=True)
+    last_attempt_at = pw.DateTimeField(null=True)
+    last_outcome = pw.CharField(max_length=24, null=True)  # ok | revoked | transient | client
+    last_error = pw.TextField(null=True)
+
+    class Meta:
+        table_name = "oauth_token"
 
 
 class FolderState(BaseModel):
@@ -162,4 +202,4 @@ class PollRun(BaseModel):
         )
 
 
-ALL_MODELS = [Mailbox, FolderState, Message, Attachment, PollRun]
+ALL_MODELS = [OAuthApp, Mailbox, OAuthToken, FolderState, Message, Attachment, PollRun]

@@ -15,7 +15,7 @@ from . import schedule
 from .config import Settings
 from .db import database, errors_as_mailq
 from .errors import QueueError
-from .models import Attachment, FolderState, Mailbox, Message, PollRun
+from .models import Attachment, FolderState, Mailbox, Message, OAuthToken, PollRun
 from .storage import open_store
 
 log = logging.getLogger("mailq.removal")
@@ -65,5 +65,6 @@ def remove_mailbox(settings: Settings, mailbox: Mailbox) -> dict[str, int]:
             messages = Message.delete().where(Message.mailbox == mailbox.id).execute()
             FolderState.delete().where(FolderState.mailbox == mailbox.id).execute()
             PollRun.delete().where(PollRun.mailbox == mailbox.id).execute()
+            OAuthToken.delete().where(OAuthToken.mailbox == mailbox.id).execute()
             Mailbox.delete().where(Mailbox.id == mailbox.id).execute()
     return {"messages": messages, "attachments": attachments, "blobs": len(blobs)}

@@ -54,6 +54,7 @@ def test_add_list_show_json(settings, capsys):
             "paused": False,
             "state": "ok",
             "initial_sync": "all",
+            "auth": "password",
         }
     ]
     shown = json.loads(run_cli(["mailbox", "show", "demo", "--json"], capsys).out)

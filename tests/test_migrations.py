@@ -51,6 +51,7 @@ def test_upgrade_from_first_migration_keeps_data(bare_settings):
         3,
     )
     assert mb.secret == "gAAAA-token"
+    assert (mb.auth, mb.oauth_app, mb.oauth_grant) == ("password", None, None)
     fs = FolderState.get()
     assert (fs.uidvalidity, fs.last_uid, fs.uidnext) == (7, 41, None)
     msg = Message.get()

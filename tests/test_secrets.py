@@ -1,9 +1,14 @@
-"""No mailbox password leaks: not into Redis (any key, any type, rq's compressed job data), logs,
-job arguments, `--json` output or a console screenshot; and stored secrets need the key.
+"""No mailbox password, OAuth2 token or client secret leaks: not into Redis (any key, any type,
+rq's compressed job data), logs, job arguments, `--json` output or a console screenshot; and
+stored secrets need the key.
 
 One real farm run (scheduler + workers as processes, private Redis and Dovecot)
 with known passwords, one of them changed on the server so the auth-failure
-path (error texts, health, logs) runs too.
+path (error texts, health, logs) runs too; and OAuth2 mailboxes signing in
+through tests/oauth_server.py (a local authorization server standing in for
+Google/Microsoft) with 2-second tokens, so refreshes and rotations happen, one
+of them revoked so the invalid_grant path runs too. Every token that server
+ever issued, and the app's client secret, are needles.
 """
 
 from __future__ import annotations
@@ -22,6 +27,10 @@ from tests.chaos import faults
 from tests.chaos.farm import Farm
 from tests.console_helpers import screenshot_of_farm
 from tests.helpers import wait_for
+from tests.oauth_helpers import screenshot_of_mailbox
+from tests.oauth_server import AuthServer
+
+CLIENT_SECRET = "client-secret-0f3c9a1e7b"
 
 pytestmark = pytest.mark.slow
 
@@ -36,23 +45,47 @@ def _query(sql: str):
 @pytest.fixture(scope="module")
 def ran_farm(tmp_path_factory):
     root = tmp_path_factory.mktemp("secrets")
-    # DEBUG: every line any process can write is searched, RQ's per-job lines (dropped at INFO) included
-    with Farm(root / "farm", db_kind="sqlite", interval=1, settings_env={"MAILQ_LOG_LEVEL": "DEBUG"}) as farm:
-        users = farm.add_mailboxes(4, prefix="sec")
-        original = dict(farm.passwords)
-        for i, user in enumerate(users):
-            farm.dovecot.deliver_many((user, f"Subject: hello {i}-{n}\r\n\r\nbody\r\n".encode()) for n in range(5))
-        farm.start_farm(workers=2)
-        wait_for(lambda: _query("SELECT count(*) FROM message")[0][0] >= 20, 60, "the first messages")
-        victim = users[0]
-        faults.change_password(farm, victim)
-        wait_for(
-            lambda: _query(f"SELECT state FROM mailbox WHERE id = {farm.mailbox_ids[victim]}")[0][0] == "auth_error",
-            60,
-            "the changed mailbox to reach auth_error",
-        )
-        passwords = sorted(set(original.values()) | set(farm.passwords.values()))
-        yield farm, passwords
+    with AuthServer(access_ttl=2) as auth:
+        # DEBUG: every line any process can write is searched, RQ's per-job lines (dropped at INFO) included
+        farm = Farm(root / "farm", db_kind="sqlite", interval=1, settings_env={"MAILQ_LOG_LEVEL": "DEBUG"})
+        farm.dovecot.oauth2_introspection_url = auth.introspect_url  # XOAUTH2 too, tokens checked at `auth`
+        with farm:
+            users = farm.add_mailboxes(4, prefix="sec")
+            original = dict(farm.passwords)
+            oauth_users = _add_oauth_mailboxes(farm, auth)
+            for i, user in enumerate(users + oauth_users):
+                farm.dovecot.deliver_many((user, f"Subject: hello {i}-{n}\r\n\r\nbody\r\n".encode()) for n in range(5))
+            farm.start_farm(workers=2)
+            wait_for(lambda: _query("SELECT count(*) FROM message")[0][0] >= 35, 60, "the first messages")
+            wait_for(lambda: sum(auth.refreshes.values()) >= 4, 30, "token refreshes (2-second tokens)")
+            victim = users[0]
+            faults.change_password(farm, victim)
+            auth.revoke_user(oauth_users[1])
+            for name in (victim, oauth_users[1]):
+                wait_for(
+                    lambda name=name: _query(f"SELECT state FROM mailbox WHERE name = '{name}'")[0][0] == "auth_error",
+                    60,
+                    f"{name} to reach auth_error",
+                )
+            farm.supervisor.stop_all()  # nothing issues tokens behind the scan's back
+            farm.auth = auth  # `mailbox test` below may still refresh: tests add what it issues later
+            passwords = sorted(set(original.values()) | set(farm.passwords.values()) | set(auth.issued_secrets()) | {CLIENT_SECRET})
+            assert any(p.startswith("at-") for p in passwords) and any(p.startswith("rt-") for p in passwords)
+            yield farm, passwords
+
+
+def _add_oauth_mailboxes(farm: Farm, auth: AuthServer) -> list[str]:
+    """An app with a client secret; two mailboxes with refresh tokens, one with app-only access."""
+    users = ["seco0000", "seco0001", "secapp0"]
+    farm.dovecot.add_users({u: f"pw-{u}-unused" for u in users})
+    auth.add_client("secapp", CLIENT_SECRET, app_mailbox="secapp0")
+    app = ["oauth", "app", "add", "secapp", "--provider", "generic", "--client-id", "secapp", "--client-secret-stdin"]
+    farm.cli(*app, "--token-url", auth.token_url, "--scope", "imap", stdin=CLIENT_SECRET)
+    where = ["--host", "127.0.0.1", "--port", str(farm.dovecot.imap_port), "--security", "plain", "--oauth-app", "secapp"]
+    for user in users[:2]:
+        farm.cli("mailbox", "add", user, "--username", user, *where, "--refresh-token-stdin", stdin=auth.consent("secapp", user))
+    farm.cli("mailbox", "add", users[2], "--username", users[2], *where, "--client-credentials")
+    return users
 
 
 def _needles(passwords: list[str]) -> list[bytes]:
@@ -142,11 +175,15 @@ def test_no_password_in_json_output(ran_farm):
         farm.cli("status", "--json").stdout,
         farm.cli("messages", "list", "--json").stdout,
         farm.cli("failed", "list", "--json").stdout,
+        farm.cli("oauth", "app", "list", "--json").stdout,
+        farm.cli("mailbox", "test", "seco0000", "--json").stdout,
+        farm.cli("mailbox", "show", "seco0001", "--json").stdout,
     ]
     for mailbox_id in farm.mailbox_ids.values():
         outputs.append(farm.cli("mailbox", "show", str(mailbox_id), "--json").stdout)
     first_message = _query("SELECT min(id) FROM message")[0][0]
     outputs.append(farm.cli("messages", "show", str(first_message), "--json").stdout)
+    passwords = sorted(set(passwords) | set(farm.auth.issued_secrets()))
     for text in outputs:
         json.loads(text)
         assert _leaks(text.encode(), _needles(passwords)) == []
@@ -156,6 +193,8 @@ def test_no_password_in_a_console_screenshot(ran_farm, tmp_path):
     farm, passwords = ran_farm
     shots = screenshot_of_farm(farm.env, ["overview", "mailboxes", "failed", "schedule"], size=(160, 45))
     assert "sec0001" in shots["mailboxes"]  # the screen really shows the mailboxes
+    shots["detail"] = screenshot_of_mailbox(farm.env, _query("SELECT id FROM mailbox WHERE name = 'seco0000'")[0][0])
+    assert "token_expires_at" in shots["detail"] and "last_refresh_outcome" in shots["detail"]
     for view, svg in shots.items():
         (tmp_path / f"{view}.svg").write_text(svg)
         assert _leaks(svg.encode(), _needles(passwords)) == [], view
@@ -163,13 +202,15 @@ def test_no_password_in_a_console_screenshot(ran_farm, tmp_path):
 
 def test_stored_secrets_need_the_key(ran_farm):
     farm, passwords = ran_farm
-    from mailq.models import Mailbox
+    from mailq.models import Mailbox, OAuthApp, OAuthToken
 
     try:
-        tokens = [m.secret for m in Mailbox.select()]
+        tokens = [m.secret for m in Mailbox.select() if m.oauth_grant != "client_credentials"]
+        tokens += [a.client_secret for a in OAuthApp.select()] + [t.access_token for t in OAuthToken.select() if t.access_token]
     finally:
         db.close()
     assert tokens
+    passwords = sorted(set(passwords) | set(farm.auth.issued_secrets()))
     other = farm.settings.replace(secret_key=Fernet.generate_key().decode())
     for token in tokens:
         assert crypto.decrypt(farm.settings, token) in passwords  # the right key works

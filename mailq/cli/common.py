@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from typing import Any
 
@@ -12,6 +13,7 @@ from rich.text import Text
 
 from .. import config, db, migrations
 from ..config import Settings
+from ..errors import UsageError
 
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -37,6 +39,21 @@ def open_db(args, require_schema: bool = True) -> Settings:
 def print_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2, sort_keys=False, default=str, ensure_ascii=False) + "\n")
     sys.stdout.flush()
+
+
+def read_secret(from_stdin: bool, env_var: str | None, env_flag: str, what: str) -> str:
+    """A secret from standard input (one line on a terminal, else all of it) or an environment variable."""
+
+    if from_stdin:
+        data = sys.stdin.readline() if sys.stdin.isatty() else sys.stdin.read()
+        value = data.rstrip("\r\n")
+    else:
+        if env_var not in os.environ:
+            raise UsageError(f"{env_flag}: {env_var} is not set in the environment")
+        value = os.environ[env_var]
+    if not value:
+        raise UsageError(f"the {what} is empty")
+    return value
 
 
 def add_json(parser) -> None:

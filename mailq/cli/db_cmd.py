@@ -7,7 +7,7 @@ import os
 from .. import crypto, files, migrations
 from ..db import database, errors_as_mailq
 from ..errors import UsageError
-from ..models import Mailbox
+from ..models import Mailbox, OAuthApp, OAuthToken
 from ..ops import privacy
 from .common import err, open_db, out
 
@@ -22,7 +22,10 @@ def register(sub) -> None:
     s = sub.add_parser("secrets", help="stored credentials")
     ssub = s.add_subparsers(dest="secrets_command", metavar="ACTION")
     ssub.required = True
-    rot = ssub.add_parser("rotate", help="re-encrypt every stored password with a new key, in one transaction")
+    rot = ssub.add_parser(
+        "rotate",
+        help="re-encrypt every stored secret (passwords, OAuth grants and tokens, client secrets) with a new key, in one transaction",
+    )
     rot.add_argument("--new-key-env", required=True, metavar="VAR", help="environment variable holding the new Fernet key")
     rot.set_defaults(handler=rotate)
 
@@ -46,6 +49,17 @@ def upgrade(args) -> int:
     return 0
 
 
+def _rotate_oauth(old_key: str, new_key: str) -> None:
+    """OAuth apps' client secrets and cached access tokens, in the caller's transaction."""
+
+    for app in OAuthApp.select(OAuthApp.id, OAuthApp.name, OAuthApp.client_secret).where(OAuthApp.client_secret.is_null(False)):
+        secret = crypto.reencrypt(app.client_secret, old_key, new_key, f"the client secret of OAuth app {app.name!r}")
+        OAuthApp.update(client_secret=secret).where(OAuthApp.id == app.id).execute()
+    for row in OAuthToken.select(OAuthToken.mailbox, OAuthToken.access_token).where(OAuthToken.access_token.is_null(False)):
+        token = crypto.reencrypt(row.access_token, old_key, new_key, f"the cached token of mailbox {row.mailbox_id}")
+        OAuthToken.update(access_token=token).where(OAuthToken.mailbox == row.mailbox_id).execute()
+
+
 def rotate(args) -> int:
     settings = open_db(args)
     new_key = os.environ.get(args.new_key_env, "").strip()
@@ -58,6 +72,7 @@ def rotate(args) -> int:
         for mb in mailboxes:
             token = crypto.reencrypt(mb.secret, old_key, new_key, f"the password of mailbox {mb.name!r}")
             Mailbox.update(secret=token).where(Mailbox.id == mb.id).execute()
+        _rotate_oauth(old_key, new_key)
     if not settings.secret_key:
         path = settings.secret_key_file
         tmp = path.with_suffix(".new")

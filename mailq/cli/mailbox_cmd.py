@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
@@ -14,8 +13,9 @@ from .. import imap, mailboxes, ops
 from ..db import errors_as_mailq
 from ..errors import QueueError, UsageError
 from ..models import Mailbox
+from ..oauth import apps, consent, tokens
 from ..text import literal
-from .common import add_json, err, fields, fit, open_db, out, print_json
+from .common import add_json, err, fields, fit, open_db, out, print_json, read_secret
 
 
 def register(sub) -> None:
@@ -25,13 +25,18 @@ def register(sub) -> None:
 
     add = msub.add_parser("add", help="add a mailbox (or update the one with that name)")
     add.add_argument("name")
-    add.add_argument("--host", required=True)
+    add.add_argument("--host", help="IMAP server (OAuth2 with google/microsoft: the provider's)")
     add.add_argument("--port", type=int)
     add.add_argument("--security", choices=["ssl", "starttls", "plain"], default="ssl")
     add.add_argument("--username", required=True)
-    pw = add.add_mutually_exclusive_group(required=True)
+    pw = add.add_mutually_exclusive_group()
     pw.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
     pw.add_argument("--password-env", metavar="VAR", help="read the password from this environment variable")
+    pw.add_argument("--refresh-token-stdin", action="store_true", help="OAuth2: read a refresh token from standard input")
+    pw.add_argument("--refresh-token-env", metavar="VAR", help="OAuth2: read a refresh token from this environment variable")
+    pw.add_argument("--client-credentials", action="store_true", help="OAuth2 app-only access (Microsoft IMAP.AccessAsApp)")
+    pw.add_argument("--service-account-file", metavar="FILE", help="OAuth2: Google service-account key (domain-wide delegation)")
+    add.add_argument("--oauth-app", metavar="APP", help="sign in with OAuth2 through this app (see `mailq oauth app add`)")
     add.add_argument("--folder", action="append", dest="folders", metavar="FOLDER", help="folder to poll (repeatable; default INBOX)")
     add.add_argument("--interval", type=int, help="seconds between polls (default MAILQ_POLL_INTERVAL)")
     add.add_argument("--priority", choices=["high", "normal"], default="normal")
@@ -67,34 +72,61 @@ def register(sub) -> None:
         a.add_argument("ref", metavar="ID|NAME")
         a.set_defaults(handler=pause_mailbox if action == "pause" else resume_mailbox)
 
+    az = msub.add_parser("authorize", help="OAuth2 consent for a mailbox: browser (loopback redirect + PKCE) or device code")
+    az.add_argument("ref", metavar="ID|NAME")
+    flow = az.add_mutually_exclusive_group()
+    flow.add_argument("--device", action="store_true", help="device-code flow (Microsoft's default)")
+    flow.add_argument("--browser", action="store_true", help="browser flow with a loopback redirect (Google's default)")
+    az.add_argument("--no-browser", action="store_true", help="print the URL instead of opening a browser")
+    az.add_argument("--timeout", type=float, default=300, help="seconds to wait for the consent (default 300)")
+    az.set_defaults(handler=authorize_mailbox)
+
     t = msub.add_parser("test", help="connect and log in; print capabilities and folders")
     t.add_argument("ref", metavar="ID|NAME")
     add_json(t)
     t.set_defaults(handler=test_mailbox)
 
 
-def _read_password(args) -> str:
-    if args.password_stdin:
-        data = sys.stdin.readline() if sys.stdin.isatty() else sys.stdin.read()
-        password = data.rstrip("\r\n")
-    else:
-        if args.password_env not in os.environ:
-            raise UsageError(f"--password-env: {args.password_env} is not set in the environment")
-        password = os.environ[args.password_env]
-    if not password:
-        raise UsageError("the password is empty")
-    return password
+def _read_credential(args) -> tuple[str, str | None]:
+    """(secret, OAuth grant): a password, a refresh token, a service-account key or nothing (client credentials)."""
+    if args.password_stdin or args.password_env:
+        if args.oauth_app:
+            raise UsageError(
+                "--oauth-app signs in with OAuth2: give --refresh-token-*, --client-credentials or --service-account-file, not a password"
+            )
+        return read_secret(args.password_stdin, args.password_env, "--password-env", "password"), None
+    if not args.oauth_app:
+        if args.refresh_token_stdin or args.refresh_token_env or args.client_credentials or args.service_account_file:
+            raise UsageError("OAuth2 credentials need --oauth-app APP")
+        raise UsageError("give the password with --password-stdin or --password-env (or sign in with OAuth2: --oauth-app APP)")
+    if args.refresh_token_stdin or args.refresh_token_env:
+        return read_secret(args.refresh_token_stdin, args.refresh_token_env, "--refresh-token-env", "refresh token"), "refresh_token"
+    if args.client_credentials:
+        return "", "client_credentials"
+    if args.service_account_file:
+        try:
+            return Path(args.service_account_file).read_text(), "service_account"
+        except OSError as exc:
+            raise UsageError(f"--service-account-file: cannot read {args.service_account_file}: {exc.strerror}") from None
+    return "", "refresh_token"  # consent comes later: `mailq mailbox authorize NAME`
 
 
 def add_mailbox(args) -> int:
     settings = open_db(args)
+    secret, grant = _read_credential(args)
+    app = None
+    if args.oauth_app:
+        app = apps.get(args.oauth_app)
     spec = mailboxes.validate(
         name=args.name,
         host=args.host,
         port=args.port,
         security=args.security,
         username=args.username,
-        password=_read_password(args),
+        password=secret,
+        auth="oauth2" if app else "password",
+        oauth_app=app,
+        oauth_grant=grant,
         folders=args.folders,
         interval=args.interval,
         priority=args.priority,
@@ -105,6 +137,8 @@ def add_mailbox(args) -> int:
     mailbox, created = mailboxes.save(settings, spec)
     _after_change(settings, mailbox)
     out.print(Text(f"{'added' if created else 'updated'} mailbox {mailbox.id} ({literal(mailbox.name)})"))
+    if mailbox.state == "auth_error" and mailbox.auth == "oauth2":
+        out.print(Text(f"next: sign it in with `mailq mailbox authorize {literal(mailbox.name)}`"))
     return 0
 
 
@@ -132,7 +166,7 @@ def list_mailboxes(args) -> int:
     if args.json:
         print_json([mailboxes.to_dict(m) for m in rows])
         return 0
-    table = Table("id", "name", "state", "host", "user", "folders", "interval", "priority", box=None)
+    table = Table("id", "name", "state", "host", "user", "auth", "folders", "interval", "priority", box=None)
     for m in rows:
         table.add_row(
             str(m.id),
@@ -140,12 +174,13 @@ def list_mailboxes(args) -> int:
             m.display_state,
             Text(f"{literal(m.host)}:{m.port} ({m.security})"),
             Text(literal(m.username)),
+            m.auth,
             Text(literal(", ".join(m.folders))),
             f"{m.interval}s",
             m.priority,
         )
     out.print(
-        fit(table, drop=("priority", "folders", "interval", "user"))
+        fit(table, drop=("priority", "folders", "interval", "auth", "user"))
         if rows
         else "no mailboxes yet: add one with `mailq mailbox add` or `mailq mailbox import`"
     )
@@ -205,11 +240,34 @@ def test_mailbox(args) -> int:
     mailbox = mailboxes.get(args.ref)
     result = imap.probe(settings, mailbox)
     if args.json:
-        print_json({"id": mailbox.id, "name": mailbox.name, "ok": True, "capabilities": result.capabilities, "folders": result.folders})
+        data = {"id": mailbox.id, "name": mailbox.name, "ok": True, "auth": mailbox.auth}
+        if mailbox.auth == "oauth2":
+            data.update(tokens.status(mailbox))
+        print_json({**data, "capabilities": result.capabilities, "folders": result.folders})
         return 0
-    out.print(Text(f"login ok: {literal(mailbox.username)} at {literal(mailbox.host)}:{mailbox.port} ({mailbox.security})"))
+    out.print(
+        Text(f"login ok: {literal(mailbox.username)} at {literal(mailbox.host)}:{mailbox.port} ({mailbox.security}), auth {mailbox.auth}")
+    )
+    if mailbox.auth == "oauth2":
+        state = tokens.status(mailbox)
+        out.print(Text(f"token expires {state['token_expires_at'] or '-'}, last refresh {state['last_refresh_outcome'] or '-'}"))
     out.print(Text("capabilities: " + " ".join(literal(c) for c in result.capabilities)))
     out.print(Text("folders: " + ", ".join(literal(f) for f in result.folders)))
+    return 0
+
+
+def authorize_mailbox(args) -> int:
+    settings = open_db(args)
+    mailbox = mailboxes.get(args.ref)
+
+    def say(line: str) -> None:
+        out.print(Text(line))
+        sys.stdout.flush()
+
+    flow = "device" if args.device else "browser" if args.browser else None
+    consent.authorize(settings, mailbox, flow=flow, open_browser=not args.no_browser, timeout=args.timeout, say=say)
+    _after_change(settings, mailboxes.get(mailbox.id))
+    say(f"authorized mailbox {mailbox.id} ({literal(mailbox.name)}): polling resumes")
     return 0
 
 

@@ -50,6 +50,24 @@ def missing_tools() -> list[str]:
     return missing
 
 
+_OAUTH2_PASSDB = """\
+passdb {{
+  driver = oauth2
+  mechanisms = xoauth2 oauthbearer
+  args = {root}/dovecot-oauth2.conf.ext
+}}
+"""
+
+_OAUTH2_CONF = """\
+# Every XOAUTH2/OAUTHBEARER token is checked at the authorization server (RFC 7662).
+introspection_mode = post
+introspection_url = {url}
+username_attribute = username
+active_attribute = active
+active_value = true
+"""
+
+
 def _raise_nofile() -> None:
     """preexec_fn: lift the child's fd limit so Dovecot can hold thousands of sessions."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -92,8 +110,12 @@ class Dovecot(MailStore):
 
     name = "dovecot"  # tests/testbed/cyrus.Cyrus has the same driving methods
 
-    def __init__(self, root: Path, imap_port: int | None = None, imaps_port: int | None = None):
+    def __init__(
+        self, root: Path, imap_port: int | None = None, imaps_port: int | None = None, oauth2_introspection_url: str | None = None
+    ):
+        """``oauth2_introspection_url``: also accept XOAUTH2/OAUTHBEARER, each token verified at that URL."""
         self.root = Path(root).absolute()
+        self.oauth2_introspection_url = oauth2_introspection_url
         self._auto_ports = imap_port is None or imaps_port is None
         self.imap_port = imap_port or free_port()
         self.imaps_port = imaps_port or free_port()
@@ -152,6 +174,12 @@ class Dovecot(MailStore):
         except OSError:
             return False
         try:
+            if self.oauth2_introspection_url:  # the oauth2 passdb comes up on its own: probe it too
+                try:
+                    client.authenticate("XOAUTH2", lambda _: b"user=testbed-warmup\x01auth=Bearer x\x01\x01")
+                except imaplib.IMAP4.error as exc:
+                    if "UNAVAILABLE" in str(exc):
+                        return False
             client.login("testbed-warmup-no-such-user", "x")
         except imaplib.IMAP4.error as exc:
             return "UNAVAILABLE" not in str(exc)
@@ -240,6 +268,9 @@ class Dovecot(MailStore):
             )
             chroot = "chroot ="
         dh = Path("/usr/share/dovecot/dh.pem")
+        oauth2 = self.oauth2_introspection_url
+        if oauth2:
+            (self.root / "dovecot-oauth2.conf.ext").write_text(_OAUTH2_CONF.format(url=oauth2))
         self.conf_path.write_text(
             CONFIG_TEMPLATE.format(
                 tag=f"{self.imap_port}",
@@ -250,6 +281,9 @@ class Dovecot(MailStore):
                 imap_port=self.imap_port,
                 imaps_port=self.imaps_port,
                 chroot=chroot,
+                passwd_mechanisms="\n  mechanisms = plain login" if oauth2 else "",
+                oauth2_mechanisms=" xoauth2 oauthbearer" if oauth2 else "",
+                oauth2_passdb=_OAUTH2_PASSDB.format(root=self.root) if oauth2 else "",
             )
         )
 

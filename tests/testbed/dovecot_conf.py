@@ -15,7 +15,7 @@ ssl_cert = <{root}/cert.pem
 ssl_key = <{root}/key.pem
 {ssl_dh}
 disable_plaintext_auth = no
-auth_mechanisms = plain login
+auth_mechanisms = plain login{oauth2_mechanisms}
 auth_verbose = yes
 auth_failure_delay = 0
 mail_location = maildir:{root}/mail/%u
@@ -25,9 +25,9 @@ default_client_limit = 4000
 default_process_limit = 2000
 passdb {{
   driver = passwd-file
-  args = scheme=PLAIN {root}/users
+  args = scheme=PLAIN {root}/users{passwd_mechanisms}
 }}
-userdb {{
+{oauth2_passdb}userdb {{
   driver = passwd-file
   args = {root}/users
   default_fields = home={root}/mail/%u
