@@ -140,3 +140,7 @@ _KINDS = {
     ConsentError: "consent",
     LockLost: "lock_lost",
 }
+
+
+class NotStoredError(NotFoundError):
+    """Raised when a message's row exists but its bytes were never stored (skipped as oversize)."""

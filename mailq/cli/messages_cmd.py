@@ -1,4 +1,4 @@
-"""``mailq messages list [--mailbox ID] [--limit N] [--json]`` and ``mailq messages show ID [--json]``.
+"""``mailq messages list|show`` (metadata) and ``raw|attachment|export`` (the stored bytes).
 
 Everything shown came from mail: it is rendered literally (``text.literal`` in
 a rich ``Text``), never as markup, so a subject cannot style or hijack the terminal.
@@ -7,17 +7,22 @@ a rich ``Text``), never as markup, so a subject cannot style or hijack the termi
 from __future__ import annotations
 
 import json
+import os
+import sys
+from datetime import datetime
+from pathlib import Path
 from typing import Any
 
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 from rich.text import Text
 
-from .. import mailboxes
+from .. import api, export, mailboxes
 from ..db import errors_as_mailq
-from ..errors import NotFoundError, UsageError
+from ..errors import MailqError, NotFoundError, UsageError
 from ..models import Attachment, Message
 from ..text import literal
-from .common import add_json, fields, fit, open_db, out, print_json
+from .common import add_json, err, fields, fit, open_db, out, print_json
 
 
 def register(sub) -> None:
@@ -35,6 +40,24 @@ def register(sub) -> None:
     show.add_argument("id", type=int)
     add_json(show)
     show.set_defaults(handler=show_message)
+
+    raw = msub.add_parser("raw", help="the exact stored bytes of a message, to stdout or a file")
+    raw.add_argument("id", type=int)
+    raw.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of stdout")
+    raw.set_defaults(handler=raw_message)
+
+    att = msub.add_parser("attachment", help="an attachment's decoded bytes, to stdout or a file")
+    att.add_argument("id", type=int, metavar="ATT_ID", help="attachment id (see `mailq messages show ID`)")
+    att.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of stdout")
+    att.set_defaults(handler=attachment_bytes)
+
+    exp = msub.add_parser("export", help="stored messages as .eml files or one mbox file (resumable, exact bytes)")
+    exp.add_argument("--mailbox", metavar="ID|NAME", help="only this mailbox")
+    exp.add_argument("--since", metavar="YYYY-MM-DD", help="only messages dated on or after this day (UTC)")
+    dest = exp.add_mutually_exclusive_group(required=True)
+    dest.add_argument("--eml", metavar="DIR", help="one DIR/<id>.eml per message")
+    dest.add_argument("--mbox", metavar="FILE", help="one mboxrd file (a rerun continues where the last one stopped)")
+    exp.set_defaults(handler=export_messages)
 
 
 def _iso(value) -> str | None:
@@ -133,4 +156,66 @@ def show_message(args) -> int:
         )
     rows += [("parse defect", Text(literal(defect))) for defect in data["parse_defects"]]
     fields(rows)
+    return 0
+
+
+def _write_bytes(data: bytes, output: str | None, what: str) -> None:
+    """To FILE (atomically), or to stdout unless it is a terminal: mail may carry escape sequences."""
+    if output:
+        path = Path(output)
+        tmp = path.with_name(f".{path.name}.part")
+        try:
+            tmp.write_bytes(data)
+            os.replace(tmp, path)
+        except OSError as exc:
+            raise MailqError(f"cannot write {output}: {exc.strerror or exc}: check the path and permissions", orig=exc) from None
+        return
+    if sys.stdout.isatty():
+        raise UsageError(f"refusing to write {what} to a terminal (it may hold control sequences): redirect stdout or use -o FILE")
+    sys.stdout.flush()
+    sys.stdout.buffer.write(data)
+    sys.stdout.buffer.flush()
+
+
+def raw_message(args) -> int:
+    settings = open_db(args)
+    _write_bytes(api.raw(args.id, settings), args.output, f"message {args.id}")
+    return 0
+
+
+def attachment_bytes(args) -> int:
+    settings = open_db(args)
+    _write_bytes(api.attachment_bytes(args.id, settings), args.output, f"attachment {args.id}")
+    return 0
+
+
+def _since(value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        return datetime.strptime(value, "%Y-%m-%d")
+    except ValueError:
+        raise UsageError(f"--since: expected a day as YYYY-MM-DD, got {value!r}") from None
+
+
+def export_messages(args) -> int:
+    settings = open_db(args)
+    since = _since(args.since)
+    mailbox_id = mailboxes.get(args.mailbox).id if args.mailbox is not None else None
+    total = export.count(mailbox_id, since)
+    columns = (TextColumn("exporting"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=err, transient=not err.is_terminal) as bar:
+        task = bar.add_task("export", total=total)
+
+        def step(n: int) -> None:
+            bar.advance(task, n)
+
+        if args.eml:
+            result = export.export_eml(settings, Path(args.eml), mailbox_id=mailbox_id, since=since, progress=step)
+            where = args.eml
+        else:
+            result = export.export_mbox(settings, Path(args.mbox), mailbox_id=mailbox_id, since=since, progress=step)
+            where = args.mbox
+    note = f", {result.not_stored} not stored (oversize)" if result.not_stored else ""
+    out.print(Text(f"exported {result.written} message(s), {result.bytes} bytes, to {where}; {result.skipped} already there{note}"))
     return 0
