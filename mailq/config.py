@@ -81,6 +81,19 @@ def _bool(name: str, raw: str) -> bool:
     raise ConfigError(f"{name}: expected 1/0, true/false, yes/no or on/off, got {raw!r}")
 
 
+def _int_upto(name: str, raw: str, minimum: int, maximum: int) -> int:
+    value = _int(name, raw, minimum)
+    if value > maximum:
+        raise ConfigError(f"{name}: must be at most {maximum}, got {value}")
+    return value
+
+
+def _choice(name: str, raw: str, allowed: tuple[str, ...]) -> str:
+    if raw not in allowed:
+        raise ConfigError(f"{name}: expected one of {', '.join(allowed)}, got {raw!r}")
+    return raw
+
+
 def _delays(name: str, raw: str) -> str:
     """Validated here, kept as normalized text (so ``as_env`` round-trips); see ``Settings.retry_delays``."""
     try:
@@ -233,6 +246,24 @@ class Settings:
     webhook_url: str = _setting("MAILQ_WEBHOOK_URL", "", _str, "URL receiving a JSON POST per new message")
     webhook_secret: str = _setting(
         "MAILQ_WEBHOOK_SECRET", "", _str, "HMAC-SHA256 key signing webhook bodies (`X-Mailq-Signature: sha256=<hex>`)"
+    )
+    webhook_payload: str = _setting(
+        "MAILQ_WEBHOOK_PAYLOAD",
+        "2",
+        lambda n, r: _choice(n, r, ("1", "2")),
+        "webhook body version: `2` adds bodies, attachments and URLs ([docs/webhook.md](docs/webhook.md)); `1` for old receivers",
+    )
+    webhook_body_chars: int = _setting(
+        "MAILQ_WEBHOOK_BODY_CHARS",
+        "65536",
+        lambda n, r: _int(n, r, 0),
+        "text and HTML bodies in a v2 webhook are cut at this many characters (`truncated: true`)",
+    )
+    webhook_url_expiry: int = _setting(
+        "MAILQ_WEBHOOK_URL_EXPIRY",
+        "86400",
+        lambda n, r: _int_upto(n, r, 60, 604800),
+        "seconds the pre-signed raw/attachment URLs of a v2 webhook stay valid (S3 stores; at most 7 days)",
     )
     dispatch_retry_delays: str = _setting(
         "MAILQ_DISPATCH_RETRY_DELAYS", "30,120,600", _delays, "seconds before each retry of a failed hook/webhook delivery"

@@ -33,6 +33,7 @@ from .queues import connect
 
 WEBHOOK_TIMEOUT = 15.0
 SIGNATURE_HEADER = "X-Mailq-Signature"
+VERSION_HEADER = "X-Mailq-Payload-Version"
 
 
 def load_hook(spec: str) -> Callable[[int], Any]:
@@ -86,6 +87,7 @@ def sign(secret: str, body: bytes) -> str:
 def post(settings: Settings, data: dict[str, Any]) -> None:
     body = json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode()
     headers = {"Content-Type": "application/json", "User-Agent": "mailq", "X-Mailq-Message-Id": str(data["message"]["id"])}
+    headers[VERSION_HEADER] = str(data.get("version", 1))
     if settings.webhook_secret:
         headers[SIGNATURE_HEADER] = sign(settings.webhook_secret, body)
     request = urllib.request.Request(settings.webhook_url, data=body, headers=headers, method="POST")
@@ -100,6 +102,8 @@ def post(settings: Settings, data: dict[str, Any]) -> None:
 
 def deliver(settings: Settings, message_ids: list[int], job=None) -> dict[str, int]:
     """Hand each not-yet-dispatched message over; raise ``DispatchError`` if any failed."""
+    from .payload import webhook_payload
+
     hook = load_hook(settings.hook) if settings.hook else None
     hook_done: set[int] = set(job.meta.get("hook_done", [])) if job is not None else set()
     with errors_as_mailq():
@@ -115,7 +119,7 @@ def deliver(settings: Settings, message_ids: list[int], job=None) -> dict[str, i
                 hook(message.id)
                 hook_done.add(message.id)
             if settings.webhook_url:
-                post(settings, payload(message, message.mailbox.name))
+                post(settings, webhook_payload(settings, message, message.mailbox.name))
         except Exception as exc:  # the user's code: any failure is a failed delivery, retried
             failures.append((message.id, exc))
             continue

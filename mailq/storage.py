@@ -45,6 +45,7 @@ class BlobStore(Protocol):
     def exists(self, sha256: str) -> bool: ...
     def delete(self, sha256: str) -> None: ...
     def delete_many(self, sha256s: Iterable[str]) -> int: ...
+    def url_for(self, sha256: str, expires: int) -> str | None: ...
 
 
 def sha256_hex(data: bytes) -> str:
@@ -205,6 +206,10 @@ class LocalBlobStore:
             count += 1
         return count
 
+    def url_for(self, sha256: str, expires: int) -> str | None:
+        """No URL: a file store has nothing another host can fetch (an S3 store returns a pre-signed GET)."""
+        return None
+
     def sync_dirs(self, sha256s: list[str]) -> None:
         """fsync the directories of ``sha256s``, once each, so their renames survive a crash."""
         if not self.fsync:
@@ -272,6 +277,13 @@ class BlobBatch:
     def __exit__(self, exc_type, exc, tb) -> None:
         if exc_type is None:
             self.wait()
+
+
+def presigned_url(store: BlobStore, sha256: str, expires: int) -> str | None:
+    """A URL that fetches the blob for ``expires`` seconds without credentials, or None when the
+    store cannot make one (a store without ``url_for`` counts as one that cannot)."""
+    url_for = getattr(store, "url_for", None)
+    return url_for(check_sha256(sha256), expires) if url_for is not None else None
 
 
 def open_store(settings: Settings) -> BlobStore:
