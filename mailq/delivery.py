@@ -109,7 +109,7 @@ def deliver(settings: Settings, message_ids: list[int], job=None) -> dict[str, i
     with errors_as_mailq():
         rows = list(Message.select(Message, Mailbox.name).join(Mailbox).where(Message.id.in_(message_ids)).order_by(Message.id))
     found = {m.id for m in rows}
-    done, already, failures = [], 0, []
+    done, already, failures, latencies = [], 0, [], []
     for message in rows:
         if message.dispatched_at is not None:
             already += 1
@@ -123,12 +123,17 @@ def deliver(settings: Settings, message_ids: list[int], job=None) -> dict[str, i
         except Exception as exc:  # the user's code: any failure is a failed delivery, retried
             failures.append((message.id, exc))
             continue
+        now = utcnow()
         with errors_as_mailq():
-            Message.update(dispatched_at=utcnow()).where(Message.id == message.id).execute()
+            Message.update(dispatched_at=now).where(Message.id == message.id).execute()
         done.append(message.id)
+        latencies.append(max((now - message.created_at).total_seconds(), 0.0))
     if job is not None and hook is not None and settings.webhook_url:
         job.meta["hook_done"] = sorted(hook_done - set(done))
         job.save_meta()
+    from . import metrics
+
+    metrics.record_dispatch(connect(settings), latencies, len(failures))
     settled = done + [m for m in message_ids if m not in found]  # delivered, or the row is gone
     try:
         outbox.drop_message_claims(connect(settings), settled)

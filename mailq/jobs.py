@@ -18,7 +18,7 @@ from typing import Any
 import redis
 from rq import get_current_job
 
-from . import claims, config, db, delivery, outbox, reads, renewal, retry_slots, schedule
+from . import claims, config, db, delivery, metrics, outbox, reads, renewal, retry_slots, schedule
 from .config import Settings
 from .db import errors_as_mailq
 from .errors import LockLost, NotFoundError
@@ -89,14 +89,16 @@ def poll(mailbox_id: int, force: bool = False) -> dict[str, Any]:
             with retry_slots.slot(settings, conn, mailbox) as allowed:
                 if not allowed:
                     return _skipped(mailbox_id, retry_slots.BUSY)
+                counter = metrics.IngestCounter(outbox.batch_enqueuer(settings, conn))
                 result = poll_mailbox(
                     settings,
                     mailbox_id,
-                    on_batch=outbox.batch_enqueuer(settings, conn),
+                    on_batch=counter,
                     heartbeat=renewer.check,
                     force=force,
                     mailbox=mailbox,
                 )
+            metrics.record_poll(conn, result.outcome, result.duration_s, counter.stored, counter.bytes, result.skipped)
             schedule.after_poll(conn, result, started)
     except LockLost as exc:
         return _skipped(mailbox_id, str(exc))
