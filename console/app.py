@@ -31,6 +31,7 @@ from .screens.base import LiveScreen
 from .screens.failed import FailedScreen
 from .screens.help import HelpScreen
 from .screens.mailboxes import MailboxesScreen
+from .screens.messages import MessagesScreen
 from .screens.overview import OverviewScreen
 from .screens.queues import QueuesScreen
 from .screens.schedule import ScheduleScreen
@@ -50,6 +51,7 @@ class MailqConsole(App[None]):
         "queues": QueuesScreen,
         "failed": FailedScreen,
         "schedule": ScheduleScreen,
+        "messages": MessagesScreen,
     }
     DEFAULT_MODE = "overview"
 

@@ -32,6 +32,8 @@ SCOPE_TITLES = {
     "failed": "Failed jobs",
     "failed_job": "Failed job detail",
     "schedule": "Schedule",
+    "messages": "Messages",
+    "message": "Message detail",
 }
 
 
@@ -97,6 +99,7 @@ COMMANDS: tuple[Command, ...] = (
     _view(3, "queues", "Queues & workers"),
     _view(4, "failed", "Failed jobs"),
     _view(5, "schedule", "Schedule"),
+    _view(6, "messages", "Messages"),
     Command("help", "Help", "question_mark", "Show every key and action", (APP,), key_display="?"),
     Command(
         "toggle_live",
@@ -118,18 +121,21 @@ COMMANDS: tuple[Command, ...] = (
     ),
     Command("quit", "Quit", "q", "Leave the console", (APP,)),
     # Lists
-    Command("open", "Open", "enter", "Open the selected row's detail", ("mailboxes", "failed"), footer=False, selection="a row"),
+    Command(
+        "open", "Open", "enter", "Open the selected row's detail", ("mailboxes", "failed", "messages"), footer=False, selection="a row"
+    ),
     Command("filter", "Filter", "slash", "Filter mailboxes by text; 'state:failing' filters by state", ("mailboxes",), key_display="/"),
     Command(
         "cycle_state", "State filter", "f", "Cycle the state filter: all, ok, failing, auth_error, paused", ("mailboxes",), label="State"
     ),
+    Command("filter_messages", "Filter", "slash", "Filter messages by subject or sender", ("messages",), key_display="/"),
     Command("find", "Find job", "slash", "Find failed jobs by id, function or error text", ("failed",), key_display="/"),
     Command(
         "prev_page",
         "Previous page",
         "left_square_bracket",
         "Show the previous page of rows",
-        ("mailboxes", "failed", "schedule"),
+        ("mailboxes", "failed", "schedule", "messages"),
         key_display="[",
         label="Prev",
     ),
@@ -138,7 +144,7 @@ COMMANDS: tuple[Command, ...] = (
         "Next page",
         "right_square_bracket",
         "Show the next page of rows",
-        ("mailboxes", "failed", "schedule"),
+        ("mailboxes", "failed", "schedule", "messages"),
         key_display="]",
         label="Next",
     ),
@@ -178,7 +184,7 @@ COMMANDS: tuple[Command, ...] = (
     Command("requeue_all", "Requeue all", "R", "Requeue every failed job (asks first, with the count)", ("failed",), key_display="R"),
     Command("delete", "Delete", "d", "Delete the selected failed job (asks first)", ("failed", "failed_job"), selection=FAILED_JOB),
     # Detail screens
-    Command("back", "Back", "escape", "Close the detail view", ("mailbox", "failed_job"), key_display="esc"),
+    Command("back", "Back", "escape", "Close the detail view", ("mailbox", "failed_job", "message"), key_display="esc"),
 )
 
 

@@ -64,6 +64,14 @@ def state(value: str | None) -> Text:
     return Text(name, style=STATE_STYLES.get(name, ""))
 
 
+def size(n: int) -> Text:
+    """Bytes for people: B, KB, MB."""
+    for unit, scale in (("MB", 1 << 20), ("KB", 1 << 10)):
+        if n >= scale:
+            return Text(f"{n / scale:.1f} {unit}")
+    return Text(f"{n} B")
+
+
 def timestamp(when: datetime | None) -> Text:
     if when is None:
         return Text(DASH, style="dim")

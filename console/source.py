@@ -20,7 +20,19 @@ from mailq.config import Settings
 from mailq.errors import DatabaseError, QueueError
 from mailq.imap import Probe
 from mailq.models import utcnow
-from mailq.ops import FailedJob, MailboxRow, Overview, PollRunRow, QueueStats, ReconcileReport, ScheduleDiff, ScheduledPoll, WorkerInfo
+from mailq.ops import (
+    FailedJob,
+    MailboxRow,
+    MessageDetail,
+    MessageRow,
+    Overview,
+    PollRunRow,
+    QueueStats,
+    ReconcileReport,
+    ScheduleDiff,
+    ScheduledPoll,
+    WorkerInfo,
+)
 from mailq.text import one_line
 
 
@@ -50,6 +62,10 @@ class Source(Protocol):
     def pause(self, mailbox_id: int) -> None: ...
     def resume(self, mailbox_id: int) -> None: ...
     def test_login(self, mailbox_id: int) -> Probe: ...
+    def messages(
+        self, offset: int = 0, limit: int = 200, mailbox_id: int | None = None, text: str | None = None
+    ) -> tuple[list[MessageRow], int]: ...
+    def message_detail(self, message_id: int) -> MessageDetail: ...
 
 
 def _prefixed(prefix: str, exc: BaseException, word: str) -> str:
@@ -142,3 +158,11 @@ class OpsSource:
 
     def test_login(self, mailbox_id: int) -> Probe:
         return ops.test_login(self.settings, mailbox_id)
+
+    def messages(
+        self, offset: int = 0, limit: int = 200, mailbox_id: int | None = None, text: str | None = None
+    ) -> tuple[list[MessageRow], int]:
+        return ops.recent_messages(self.settings, offset=offset, limit=limit, mailbox_id=mailbox_id, text=text)
+
+    def message_detail(self, message_id: int) -> MessageDetail:
+        return ops.message_detail(self.settings, message_id)

@@ -14,7 +14,20 @@ from typing import Any
 from mailq import keys
 from mailq.errors import NotFoundError
 from mailq.imap import Probe
-from mailq.ops import FailedJob, MailboxRow, Overview, PollRunRow, QueueStats, ReconcileReport, ScheduleDiff, ScheduledPoll, WorkerInfo
+from mailq.ops import (
+    AttachmentRow,
+    FailedJob,
+    MailboxRow,
+    MessageDetail,
+    MessageRow,
+    Overview,
+    PollRunRow,
+    QueueStats,
+    ReconcileReport,
+    ScheduleDiff,
+    ScheduledPoll,
+    WorkerInfo,
+)
 
 FIXED_NOW = datetime(2026, 11, 28, 12, 0, 0)
 HOSTILE = "subject [bold red]x[/] \x1b[31mred\x1b[0m"
@@ -308,3 +321,49 @@ class FixedSource:
     def test_login(self, mailbox_id: int) -> Any:
         self.calls.append(("test_login", mailbox_id))
         return Probe(capabilities=["IMAP4rev1", "IDLE", "CONDSTORE"], folders=["INBOX"])
+
+    def _messages(self) -> list[MessageRow]:
+        subjects = ["Invoice 2026-113", "Re: order #5521 missing", HOSTILE, "Weekly report", "Password reset", "(no subject)"]
+        senders = ["Ann <ann@example.com>", "shop@shop.example", "\x1b[5m[blink]evil[/blink] <x@hostile.example>", "ops@ops.example"]
+        rows = []
+        for i in range(12, 0, -1):
+            box = self.mailboxes[i % 3]
+            rows.append(
+                MessageRow(
+                    100 + i,
+                    box.id,
+                    box.name,
+                    self._now - timedelta(minutes=7 * (12 - i), seconds=i),
+                    senders[i % len(senders)],
+                    subjects[i % len(subjects)],
+                    1200 * i + 345,
+                    i % 3,
+                    ("delivered", "pending", "delivered")[i % 3],
+                )
+            )
+        return rows
+
+    def messages(
+        self, offset: int = 0, limit: int = 200, mailbox_id: int | None = None, text: str | None = None
+    ) -> tuple[list[MessageRow], int]:
+        self._read()
+        rows = [
+            r
+            for r in self._messages()
+            if (mailbox_id is None or r.mailbox_id == mailbox_id)
+            and (not text or text.lower() in f"{r.subject or ''} {r.from_addr or ''}".lower())
+        ]
+        return rows[offset : offset + limit], len(rows)
+
+    def message_detail(self, message_id: int) -> MessageDetail:
+        self._read()
+        row = next((r for r in self._messages() if r.id == message_id), None)
+        if row is None:
+            raise NotFoundError(f"no message with id {message_id}")
+        headers = [("From", row.from_addr or ""), ("To", "support@acme.example"), ("Subject", row.subject or ""), ("X-Hostile", HOSTILE)]
+        text = f"Hello,\n\nthe body of message {row.id}, shown literally: {HOSTILE}\n\n-- \nAnn"
+        attachments = [
+            AttachmentRow(900 + n, name, "application/pdf", 4096 * (n + 1))
+            for n, name in enumerate(["r.pdf", "../../etc/passwd"][: row.attachments])
+        ]
+        return MessageDetail(row, "INBOX", headers, text, False, attachments)

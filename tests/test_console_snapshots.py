@@ -27,13 +27,17 @@ def snap(snap_compare, view: str = "overview", press=(), source: FixedSource | N
     return snap_compare(app, terminal_size=size, run_before=before)
 
 
-@pytest.mark.parametrize("view", ["overview", "mailboxes", "queues", "failed", "schedule"])
+@pytest.mark.parametrize("view", ["overview", "mailboxes", "queues", "failed", "schedule", "messages"])
 def test_each_view_draws_the_same_from_fixed_data(snap_compare, view):
     assert snap(snap_compare, view)
 
 
 def test_mailbox_detail_shows_runs_and_errors(snap_compare):
     assert snap(snap_compare, "mailboxes", press=["down", "down", "enter"])
+
+
+def test_message_detail_shows_headers_body_and_attachments_literally(snap_compare):
+    assert snap(snap_compare, "messages", press=["down", "down", "enter"])
 
 
 def test_failed_job_detail_shows_the_full_traceback(snap_compare):

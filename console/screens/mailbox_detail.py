@@ -6,12 +6,13 @@ from datetime import datetime
 
 from rich.table import Table
 from rich.text import Text
+from textual import on
 from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widgets import Static
 
 from mailq.errors import NotFoundError
-from mailq.ops import PollRunRow
+from mailq.ops import MessageRow, PollRunRow
 from mailq.states import Outcome
 from mailq.text import literal
 
@@ -21,6 +22,8 @@ from ..source import Source
 from ..widgets.keyed_table import KeyedTable
 from .base import LiveScreen
 from .mailbox_actions import MAILBOX_ACTIONS, MailboxActions, Target
+from .messages import COLUMNS as MESSAGE_COLUMNS
+from .messages import message_row
 
 RUN_COLUMNS = [
     ("started", "Started"),
@@ -55,6 +58,7 @@ SHOWN_FIELDS = (
     "poll_job",
     "last_error_class",
 )
+RECENT_MESSAGES = 10
 
 
 def run_row(run: PollRunRow, now: datetime) -> list:
@@ -89,28 +93,32 @@ class MailboxScreen(MailboxActions, LiveScreen):
         with Vertical(classes="panel", id="mailbox-info-panel"):
             yield Static(id="mailbox-info")
         yield KeyedTable(RUN_COLUMNS, id="poll-runs")
+        yield KeyedTable([c for c in MESSAGE_COLUMNS if c[0] != "mailbox"], id="mailbox-messages")
         yield from self.compose_bottom()
 
     def on_mount(self) -> None:
         self.title = f"mailq console — {literal(self.mailbox_name, 60)}"
         self.query_one("#mailbox-info-panel").border_title = "Mailbox"
         self.query_one("#poll-runs").border_title = "Recent poll runs"
-        self.query_one(KeyedTable).focus()
+        self.query_one("#mailbox-messages").border_title = "Recent messages (Enter opens)"
+        self.query_one("#poll-runs", KeyedTable).focus()
 
-    def fetch(self, source: Source) -> tuple[dict | None, list[PollRunRow], datetime]:
+    def fetch(self, source: Source) -> tuple[dict | None, list[PollRunRow], list[MessageRow], datetime]:
         try:
             info, runs = source.mailbox_detail(self.mailbox_id)
         except NotFoundError:
-            return None, [], source.now()
-        return info, runs, source.now()
+            return None, [], [], source.now()
+        messages, _ = source.messages(limit=RECENT_MESSAGES, mailbox_id=self.mailbox_id)
+        return info, runs, messages, source.now()
 
-    def show(self, data: tuple[dict | None, list[PollRunRow], datetime]) -> None:
-        info, runs, now = data
+    def show(self, data: tuple[dict | None, list[PollRunRow], list[MessageRow], datetime]) -> None:
+        info, runs, messages, now = data
         panel = self.query_one("#mailbox-info", Static)
         if info is None:
             self.mailbox_state = None
             panel.update(Text(f"Mailbox {self.mailbox_id} no longer exists.", style="bold red"))
-            self.query_one(KeyedTable).sync([])
+            self.query_one("#poll-runs", KeyedTable).sync([])
+            self.query_one("#mailbox-messages", KeyedTable).sync([])
             return
         self.mailbox_state = str(info.get("state") or "")
         grid = Table.grid(padding=(0, 2))
@@ -127,7 +135,15 @@ class MailboxScreen(MailboxActions, LiveScreen):
                     grid.add_row(key, fmt.cell(value, 200))
         grid.add_row("last_error", fmt.cell(info.get("last_error"), 300, style="red"))
         panel.update(grid)
-        self.query_one(KeyedTable).sync((str(r.id), run_row(r, now)) for r in runs)
+        self.query_one("#poll-runs", KeyedTable).sync((str(r.id), run_row(r, now)) for r in runs)
+        self.query_one("#mailbox-messages", KeyedTable).sync((str(m.id), message_row(m, now, with_mailbox=False)) for m in messages)
+
+    @on(KeyedTable.RowSelected, "#mailbox-messages")
+    def _open_message(self, event: KeyedTable.RowSelected) -> None:
+        from .message_detail import MessageScreen
+
+        if event.row_key.value is not None:
+            self.app.push_screen(MessageScreen(int(event.row_key.value)))
 
     def target(self) -> Target | None:
         if self.mailbox_state is None:

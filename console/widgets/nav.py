@@ -12,6 +12,7 @@ VIEWS = (
     ("queues", "Queues & workers"),
     ("failed", "Failed jobs"),
     ("schedule", "Schedule"),
+    ("messages", "Messages"),
 )
 
 

@@ -12,7 +12,10 @@ def register(sub) -> None:
         "--refresh", type=float, default=None, metavar="SECONDS", help="seconds between refreshes (default MAILQ_CONSOLE_REFRESH, 2)"
     )
     p.add_argument(
-        "--view", choices=("overview", "mailboxes", "queues", "failed", "schedule"), default="overview", help="the view to open first"
+        "--view",
+        choices=("overview", "mailboxes", "queues", "failed", "schedule", "messages"),
+        default="overview",
+        help="the view to open first",
     )
     p.set_defaults(handler=console)
 

@@ -30,10 +30,14 @@ from .mailboxes import (
     test_login,
     wait_for_jobs,
 )
+from .messages import message_detail, recent_messages
 from .overview import overview, status
 from .types import (
+    AttachmentRow,
     FailedJob,
     MailboxRow,
+    MessageDetail,
+    MessageRow,
     Overview,
     PollRunRow,
     QueueStats,
@@ -44,8 +48,11 @@ from .types import (
 )
 
 __all__ = [
+    "AttachmentRow",
     "FailedJob",
     "MailboxRow",
+    "MessageDetail",
+    "MessageRow",
     "Overview",
     "PollRunRow",
     "QueueStats",
@@ -58,10 +65,12 @@ __all__ = [
     "failed_jobs",
     "mailbox_detail",
     "mailbox_rows",
+    "message_detail",
     "overview",
     "pause",
     "poll_now",
     "queue_stats",
+    "recent_messages",
     "requeue_all_failed",
     "requeue_failed",
     "resume",

@@ -110,3 +110,35 @@ class Overview:
     scheduler_last_reconcile_at: datetime | None
     redis_error: str | None = None  # set when Redis is unreachable (the rest is then partial)
     database_error: str | None = None
+
+
+@dataclass
+class MessageRow:
+    id: int
+    mailbox_id: int
+    mailbox_name: str
+    date: datetime | None
+    from_addr: str | None
+    subject: str | None
+    size: int
+    attachments: int
+    dispatch: str  # delivered | pending | none (no hook or webhook configured)
+
+
+@dataclass
+class AttachmentRow:
+    id: int
+    filename: str | None
+    content_type: str
+    size: int
+
+
+@dataclass
+class MessageDetail:
+    row: MessageRow
+    folder: str
+    headers: list[tuple[str, str]]  # as decoded from the stored message, in order
+    text: str | None  # the text body (or None), cut at ``TEXT_LIMIT``
+    text_truncated: bool
+    attachments: list[AttachmentRow]
+    problem: str | None = None  # why headers/body are missing (not stored, blob missing)
