@@ -35,14 +35,15 @@ DEFAULT_PORT = 9808
 
 
 def _counters(values: dict[str, float]) -> Iterator[Metric]:
-    for name, (label, doc) in metrics.COUNTERS.items():
+    for name, (label, known, doc) in metrics.COUNTERS.items():
         family = CounterMetricFamily(f"mailq_{name}", doc, labels=[label] if label else None)
         prefix = f"c:{name}:"
-        for field, value in sorted(values.items()):
-            if field.startswith(prefix):
-                family.add_metric([field[len(prefix) :]] if label else [], value)
-        if not label and not family.samples:
-            family.add_metric([], 0.0)
+        if label is None:
+            family.add_metric([], values.get(prefix, 0.0))
+        else:
+            seen = {field[len(prefix) :]: value for field, value in values.items() if field.startswith(prefix)}
+            for key in sorted(set(known) | set(seen)):
+                family.add_metric([key], seen.get(key, 0.0))
         yield family
 
 

@@ -24,13 +24,13 @@ log = logging.getLogger("mailq.metrics")
 
 KEY = f"{KEY_PREFIX}metrics"
 
-# name (without mailq_ and _total) -> (label name or None, help)
-COUNTERS: dict[str, tuple[str | None, str]] = {
-    "polls": ("outcome", "Polls finished, by outcome (ok, partial, error, auth_error, skipped)."),
-    "messages_ingested": (None, "Messages stored with their bytes."),
-    "ingested_bytes": (None, "Bytes of raw messages stored."),
-    "messages_skipped": ("reason", "Messages recorded without their bytes (oversize)."),
-    "dispatches": ("outcome", "Messages handed to the hook/webhook (delivered) or failed attempts (failed)."),
+# name (without mailq_ and _total) -> (label name or None, label values always exported (as 0 until seen), help)
+COUNTERS: dict[str, tuple[str | None, tuple[str, ...], str]] = {
+    "polls": ("outcome", ("ok", "partial", "error", "auth_error", "skipped"), "Polls finished, by outcome."),
+    "messages_ingested": (None, (), "Messages stored with their bytes."),
+    "ingested_bytes": (None, (), "Bytes of raw messages stored."),
+    "messages_skipped": ("reason", ("oversize",), "Messages recorded without their bytes."),
+    "dispatches": ("outcome", ("delivered", "failed"), "Messages handed to the hook/webhook (delivered), or failed attempts."),
 }
 
 # name (without mailq_ and _seconds) -> (bucket upper bounds, help)

@@ -108,3 +108,22 @@ def test_a_scrape_takes_under_100_ms_with_10000_mailboxes(settings, exporter, ba
     assert value(s, "mailq_mailboxes", state="ok") == 3334
     print(f"scrape at 10,000 mailboxes ({backend}): median {statistics.median(took) * 1000:.1f} ms, max {max(took) * 1000:.1f} ms")
     assert statistics.median(took) < 0.1
+
+
+def test_the_shipped_dashboard_and_alert_rules_use_only_metrics_the_exporter_serves(settings, exporter):
+    import json
+    import re
+    from pathlib import Path
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    docs = Path(__file__).resolve().parent.parent / "docs"
+    metrics.record_poll(connect(settings), "ok", 1.0, 1, 1, 1)
+    connect(settings).set(RECONCILED_KEY, utcnow().isoformat() + "Z")
+    text = fetch(exporter.base + "/metrics")[1]
+    served = {s.name for f in text_string_to_metric_families(text) for s in f.samples}
+    dashboard = json.loads((docs / "grafana-dashboard.json").read_text())
+    exprs = [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
+    exprs += re.findall(r"^\s+expr: (.+)$", (docs / "prometheus-alerts.yml").read_text(), re.M)
+    used = {name for e in exprs for name in re.findall(r"\bmailq_[a-z_]+", e)}
+    assert len(exprs) > 15 and used and used <= served, used - served
