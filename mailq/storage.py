@@ -286,6 +286,12 @@ def presigned_url(store: BlobStore, sha256: str, expires: int) -> str | None:
     return url_for(check_sha256(sha256), expires) if url_for is not None else None
 
 
+def presign_get(client, bucket: str, key: str, expires: int) -> str:
+    """A pre-signed S3 GET for ``key``: what an S3 store's ``url_for`` returns. Build the client with
+    ``botocore.config.Config(signature_version="s3v4")``: SigV4 URLs are what every region accepts (up to 7 days)."""
+    return client.generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=int(expires))
+
+
 def open_store(settings: Settings) -> BlobStore:
     """The blob store named by ``MAILQ_STORAGE_URL``."""
     url = settings.storage_url

@@ -3,8 +3,8 @@
 Checks: every message stored raw and byte-identical, no failed job and no
 traceback, no file written outside the blob root, and the CLI and the console
 show hostile text literally (escape sequences neutralised, Rich markup shown as
-brackets). The console has no message view, so subjects are checked through
-the CLI; the console is checked with a mailbox whose name is Rich markup.
+brackets): subjects through the CLI and the console's messages view, and a
+mailbox whose name is Rich markup.
 """
 
 from __future__ import annotations
@@ -176,3 +176,12 @@ def test_the_console_shows_hostile_text_literally(hostile_farm, tmp_path):
     assert "\x1b" not in svg
     text = svg.replace("&#160;", " ")
     assert MARKUP_NAME in text, "the mailbox name was rendered as markup, not shown literally"
+
+
+def test_the_console_messages_view_shows_hostile_subjects_literally(hostile_farm, tmp_path):
+    svg = screenshot_of_farm(hostile_farm["farm"].env, ["messages"], size=(200, 60))["messages"]
+    (tmp_path / "messages.svg").write_text(svg)
+    assert "\x1b" not in svg and "\x07" not in svg
+    text = svg.replace("&#160;", " ").replace("&amp;", "&")
+    assert "[bold red]markup[/bold red]" in text, "a subject was rendered as markup, not shown literally"
+    assert "\\x1b[2J\\x1b[31mRED" in text, "the escape sequence in a subject is not shown as text"

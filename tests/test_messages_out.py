@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import collections
 import hashlib
-import io
 from datetime import datetime
 
 import pytest
@@ -194,4 +193,15 @@ def test_raw_through_a_real_pipe_is_byte_exact(hostile_box, tmp_path):
     proc = subprocess.run([sys.executable, "-m", "mailq", "messages", "raw", str(row.id)], env=env, capture_output=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == server[row.uid][0]
-    assert io.BytesIO(proc.stdout).read() == server[row.uid][0]
+
+    import pty
+
+    leader, follower = pty.openpty()  # a real terminal on stdout: mail bytes must not reach it
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "mailq", "messages", "raw", str(row.id)], env=env, stdout=follower, stderr=subprocess.PIPE, timeout=60
+        )
+    finally:
+        os.close(follower)
+        os.close(leader)
+    assert proc.returncode == 2 and b"refusing to write message" in proc.stderr and b"-o FILE" in proc.stderr

@@ -20,7 +20,7 @@ from mailq.storage import open_store
 
 from .imap_helpers import add_mailbox
 from .test_messages_out import MULTIPART
-from .webhook_helpers import ExampleReceiver, SigningBlobStore
+from .webhook_helpers import ExampleReceiver, MotoS3, S3MirrorStore, SigningBlobStore
 
 SECRET = "v2-secret"
 
@@ -92,6 +92,24 @@ def test_the_example_receiver_verifies_the_signature_and_fetches_the_presigned_u
     with pytest.raises(urllib.error.HTTPError):
         urllib.request.urlopen(tampered, timeout=10)
     assert signing_store.refused == 1
+
+
+def test_the_receiver_fetches_presigned_urls_from_the_s3_test_server(settings, stored, receiver):
+    s3 = MotoS3()
+    store = S3MirrorStore(open_store(settings).root, s3)
+    api._stores[settings.storage_url] = store
+    try:
+        settings = settings.replace(webhook_url=receiver.url, webhook_secret=SECRET, webhook_url_expiry=900)
+        data = payload_v2(settings, store, stored, "box")["message"]
+        assert data["raw_url"].startswith(f"http://127.0.0.1:{s3.port}/") and "X-Amz-Expires=900" in data["raw_url"]
+        assert "Signature=" in data["attachments"][0]["url"]
+        assert dispatch.deliver(settings, [stored.id])["delivered"] == 1
+    finally:
+        api._stores.pop(settings.storage_url, None)
+        s3.close()
+    ticket = json.loads((receiver.out / f"{stored.id}.json").read_text())
+    assert ticket["raw_fetched"] is True and ticket["attachments"][0]["fetched"] is True
+    assert (receiver.out / str(stored.id) / "message.eml").read_bytes() == api.raw(stored.id)
 
 
 def test_a_wrongly_signed_delivery_is_refused_and_retried_not_lost(settings, stored, receiver):
