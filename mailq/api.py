@@ -252,6 +252,11 @@ def attachment_bytes(attachment_id: int, settings: Settings | None = None) -> by
     return read_blob(store_for(_settings(settings)), info.sha256, f"attachment {attachment_id}")
 
 
+def dated_since(since: datetime):
+    """The filter behind ``since``: dated on or after it (Date header, else the time it was stored)."""
+    return (Message.date >= since) | (Message.date.is_null() & (Message.created_at >= since))
+
+
 def messages_after(
     cursor: int = 0,
     *,
@@ -273,7 +278,7 @@ def messages_after(
             if mailbox_id is not None:
                 query = query.where(Message.mailbox == mailbox_id)
             if since is not None:
-                query = query.where((Message.date >= since) | (Message.date.is_null() & (Message.created_at >= since)))
+                query = query.where(dated_since(since))
             page = _infos(list(query.order_by(Message.id).limit(batch)))
         yield from page
         if len(page) < batch:

@@ -46,7 +46,7 @@ def count(mailbox_id: int | None, since: datetime | None, after: int = 0) -> int
         if mailbox_id is not None:
             query = query.where(Message.mailbox == mailbox_id)
         if since is not None:
-            query = query.where((Message.date >= since) | (Message.date.is_null() & (Message.created_at >= since)))
+            query = query.where(api.dated_since(since))
         return query.count()
 
 
