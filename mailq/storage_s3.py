@@ -90,6 +90,7 @@ class S3BlobStore:
             read_timeout=read_timeout,
             retries={"mode": "standard", "total_max_attempts": 3},
             max_pool_connections=max(concurrency, 2) + 2,
+            signature_version="s3v4",  # pre-signed URLs (url_for) in SigV4, which every region accepts
         )
         self.client = boto3.session.Session().client("s3", config=config)
         self.endpoint = self.client.meta.endpoint_url
@@ -215,6 +216,12 @@ class S3BlobStore:
 
     def delete(self, sha256: str) -> None:
         self.delete_many([sha256])
+
+    def url_for(self, sha256: str, expires: int) -> str | None:
+        """A pre-signed GET valid ``expires`` seconds: a webhook receiver fetches the blob without credentials."""
+        from .storage import presign_get
+
+        return presign_get(self.client, self.bucket, self.key(sha256), expires)
 
     def delete_many(self, sha256s: Iterable[str]) -> int:
         """Delete blobs (missing ones are fine), up to 1,000 per request; returns how many were asked for."""

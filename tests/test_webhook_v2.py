@@ -19,8 +19,9 @@ from mailq.poll import poll_mailbox
 from mailq.storage import open_store
 
 from .imap_helpers import add_mailbox
+from .s3_helpers import s3_settings
 from .test_messages_out import MULTIPART
-from .webhook_helpers import ExampleReceiver, MotoS3, S3MirrorStore, SigningBlobStore
+from .webhook_helpers import ExampleReceiver, PlainMotoS3, SigningBlobStore
 
 SECRET = "v2-secret"
 
@@ -94,22 +95,28 @@ def test_the_example_receiver_verifies_the_signature_and_fetches_the_presigned_u
     assert signing_store.refused == 1
 
 
-def test_the_receiver_fetches_presigned_urls_from_the_s3_test_server(settings, stored, receiver):
-    s3 = MotoS3()
-    store = S3MirrorStore(open_store(settings).root, s3)
-    api._stores[settings.storage_url] = store
-    try:
-        settings = settings.replace(webhook_url=receiver.url, webhook_secret=SECRET, webhook_url_expiry=900)
-        data = payload_v2(settings, store, stored, "box")["message"]
-        assert data["raw_url"].startswith(f"http://127.0.0.1:{s3.port}/") and "X-Amz-Expires=900" in data["raw_url"]
-        assert "Signature=" in data["attachments"][0]["url"]
-        assert dispatch.deliver(settings, [stored.id])["delivered"] == 1
-    finally:
-        api._stores.pop(settings.storage_url, None)
-        s3.close()
-    ticket = json.loads((receiver.out / f"{stored.id}.json").read_text())
+@pytest.fixture
+def plain_s3(monkeypatch):
+    server = PlainMotoS3(monkeypatch)
+    yield server
+    api._stores.pop(server.url, None)  # the cached store points at this server's endpoint
+    server.close()
+
+
+def test_with_the_s3_store_the_receiver_fetches_the_presigned_urls_from_the_s3_server(settings, plain_s3, dovecot, mail_user, receiver):
+    user, pw = mail_user
+    s3 = s3_settings(settings, plain_s3.url, webhook_url=receiver.url, webhook_secret=SECRET, webhook_url_expiry=900)
+    dovecot.deliver_many([(user, MULTIPART)])
+    mailbox = add_mailbox(s3, user, pw, port=dovecot.imap_port)
+    assert poll_mailbox(s3, mailbox.id).outcome == "ok"
+    row = Message.get(Message.mailbox == mailbox.id)
+    assert not (open_store(settings).root / row.sha256[:2]).exists(), "the blob went to S3, not to the file store"
+    data = payload_v2(s3, open_store(s3), row, "box")["message"]
+    assert "X-Amz-Expires=900" in data["raw_url"] and "X-Amz-Signature=" in data["attachments"][0]["url"]
+    assert dispatch.deliver(s3, [row.id])["delivered"] == 1
+    ticket = json.loads((receiver.out / f"{row.id}.json").read_text())
     assert ticket["raw_fetched"] is True and ticket["attachments"][0]["fetched"] is True
-    assert (receiver.out / str(stored.id) / "message.eml").read_bytes() == api.raw(stored.id)
+    assert (receiver.out / str(row.id) / "message.eml").read_bytes() == api.raw(row.id, s3)
 
 
 def test_a_wrongly_signed_delivery_is_refused_and_retried_not_lost(settings, stored, receiver):
