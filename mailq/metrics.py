@@ -18,7 +18,7 @@ from collections.abc import Iterable
 
 import redis
 
-from .queues import KEY_PREFIX
+from .keys import KEY_PREFIX
 
 log = logging.getLogger("mailq.metrics")
 

@@ -113,7 +113,7 @@ def test_with_the_s3_store_the_receiver_fetches_the_presigned_urls_from_the_s3_s
     assert not (open_store(settings).root / row.sha256[:2]).exists(), "the blob went to S3, not to the file store"
     data = payload_v2(s3, open_store(s3), row, "box")["message"]
     assert "X-Amz-Expires=900" in data["raw_url"] and "X-Amz-Signature=" in data["attachments"][0]["url"]
-    assert dispatch.deliver(s3, [row.id])["delivered"] == 1
+    assert delivery.deliver(s3, [row.id])["delivered"] == 1
     ticket = json.loads((receiver.out / f"{row.id}.json").read_text())
     assert ticket["raw_fetched"] is True and ticket["attachments"][0]["fetched"] is True
     assert (receiver.out / str(row.id) / "message.eml").read_bytes() == api.raw(row.id, s3)

@@ -7,9 +7,9 @@ import peewee as pw
 from .. import api
 from ..config import Settings
 from ..db import errors_as_mailq
-from ..dispatch import configured
 from ..errors import MailqError, NotFoundError
 from ..models import Attachment, Mailbox, Message
+from ..outbox import configured
 from ..parse import decode_text, split_head
 from .types import AttachmentRow, MessageDetail, MessageRow
 
