@@ -94,7 +94,7 @@ class MailqCollector:
         yield family
 
     def _from_redis(self) -> Iterator[Metric]:
-        from .scheduler import liveness
+        from .schedule import liveness
 
         conn = connect(self.settings)
         values = metrics.read(conn)
@@ -132,7 +132,7 @@ class MailqCollector:
 
 def health(settings: Settings) -> list[str]:
     """The problems that make ``/healthz`` fail; empty when healthy."""
-    from .scheduler import liveness
+    from .schedule import liveness
 
     problems = []
     try:

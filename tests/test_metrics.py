@@ -8,9 +8,10 @@ import time
 import pytest
 
 from mailq import metrics
+from mailq.keys import SCHEDULER_ALIVE as ALIVE_KEY
+from mailq.keys import SCHEDULER_RECONCILED as RECONCILED_KEY
 from mailq.models import Mailbox, utcnow
 from mailq.queues import connect
-from mailq.scheduler import ALIVE_KEY, RECONCILED_KEY
 
 from .metrics_helpers import InProcessExporter, fetch, samples, value
 
