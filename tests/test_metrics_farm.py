@@ -10,6 +10,7 @@ import pytest
 
 from mailq.models import Message, PollRun
 from tests.testbed.dovecot import free_port, port_open
+from tests.testbed.procs import mailq_argv
 
 from .farm_helpers import add_mailboxes, farm, stored  # noqa: F401
 from .helpers import wait_for
@@ -26,7 +27,7 @@ def quiet_hook(message_id: int) -> None:
 
 def _exporter(farm):
     port = free_port()
-    proc = farm._start(f"metrics-{port}", "metrics", "--host", "127.0.0.1", "--port", str(port))
+    proc = farm._start(f"metrics-{port}", mailq_argv("metrics", "--host", "127.0.0.1", "--port", str(port)))
     wait_for(lambda: port_open(port), 20, "the exporter to listen")
     return proc, f"http://127.0.0.1:{port}"
 
