@@ -11,7 +11,9 @@ from tests.testbed.dovecot import Dovecot
 
 def start_idler(farm, name: str):
     """An ``mailq idler`` subprocess of the farm (killed with the farm)."""
-    return farm._start(name, "idler", "--name", name)
+    from tests.testbed.procs import mailq_argv
+
+    return farm._start(name, mailq_argv("idler", "--name", name))
 
 
 def sessions(dovecot: Dovecot) -> dict[str, int]:
