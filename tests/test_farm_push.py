@@ -166,12 +166,12 @@ def test_a_dropped_session_is_noticed_and_reestablished(settings, dovecot, farm)
 def test_after_a_server_restart_every_connection_comes_back_spread_out_and_nothing_is_lost(settings, farm, tmp_path):
     server = Dovecot(tmp_path / "restart")
     server.start()
-    boxes = add_mailboxes(settings, server, "pushrs", [1] * 12, interval=3600)
-    ids = [m.id for m, _, _ in boxes]
     rate = 4
-    _push_farm(farm, MAILQ_IDLER_CONNECT_RATE=rate)
-    start_idler(farm, "idler-a")
     try:
+        boxes = add_mailboxes(settings, server, "pushrs", [1] * 12, interval=3600)
+        ids = [m.id for m, _, _ in boxes]
+        _push_farm(farm, MAILQ_IDLER_CONNECT_RATE=rate)
+        start_idler(farm, "idler-a")
         wait_for(lambda: stored(ids) == 12, timeout=30, what="first polls")
         wait_for(lambda: len(connected_by(settings, ids)) == 12, timeout=20, what="all connected")
         server.stop()
