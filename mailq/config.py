@@ -280,6 +280,33 @@ class Settings:
         lambda n, r: _float(n, r, 0),
         "seconds before expiry an OAuth2 access token is refreshed (at most half its lifetime)",
     )
+    idle_refresh: float = _setting(
+        "MAILQ_IDLE_REFRESH",
+        "600",
+        lambda n, r: _float(n, r, 1),
+        "seconds an IDLE command lasts before the idler re-issues it (RFC 2177: under 29 min; NATs drop idle TCP after ~15)",
+    )
+    push_safety_interval: int = _setting(
+        "MAILQ_PUSH_SAFETY_INTERVAL",
+        "900",
+        lambda n, r: _int(n, r, 1),
+        "seconds between safety polls of a mailbox an idler holds connected",
+    )
+    idler_lease_ttl: float = _setting(
+        "MAILQ_IDLER_LEASE_TTL",
+        "30",
+        lambda n, r: _float(n, r, 2),
+        "an idler's mailbox lease lives this long unless renewed (a killed idler's share moves this fast)",
+    )
+    idler_capacity: int = _setting(
+        "MAILQ_IDLER_CAPACITY", "10000", lambda n, r: _int(n, r, 1), "most IDLE connections one idler process holds"
+    )
+    idler_connect_rate: float = _setting(
+        "MAILQ_IDLER_CONNECT_RATE",
+        "100",
+        lambda n, r: _float(n, r, 0.1),
+        "IDLE connections an idler opens per second at most (spreads reconnects after a server restart)",
+    )
     console_refresh: float = _setting("MAILQ_CONSOLE_REFRESH", "2", lambda n, r: _float(n, r, 0.2), "seconds between console refreshes")
     log_level: str = _setting(
         "MAILQ_LOG_LEVEL",

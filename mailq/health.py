@@ -172,3 +172,18 @@ def close_abandoned(older_than: timedelta) -> int:
             .where((PollRun.outcome == Outcome.RUNNING) & (PollRun.started_at < cutoff))
             .execute()
         )
+
+
+def end_backoff(mailbox_id: int) -> bool:
+    """The server answered a login again (an idler reconnected): the next poll need not wait out the backoff.
+
+    Only a transient failure's backoff ends; ``auth_error`` stays parked. Returns whether one ended.
+    """
+    now = utcnow()
+    with errors_as_mailq():
+        changed = (
+            Mailbox.update({Mailbox.next_attempt_at: now, Mailbox.updated_at: now})
+            .where((Mailbox.id == mailbox_id) & (Mailbox.state == "failing") & (Mailbox.next_attempt_at > now))
+            .execute()
+        )
+    return bool(changed)

@@ -18,12 +18,12 @@ from . import crypto, removal
 from .config import Settings
 from .db import database, errors_as_mailq
 from .errors import InvalidMailbox, MailqError, NotFoundError, UsageError
-from .models import AUTH_KINDS, OAUTH_GRANTS, PRIORITIES, SECURITY, Mailbox, OAuthApp, OAuthToken, utcnow
+from .models import AUTH_KINDS, OAUTH_GRANTS, PRIORITIES, PUSH_MODES, SECURITY, Mailbox, OAuthApp, OAuthToken, utcnow
 from .oauth import providers, tokens
 from .oauth.client import parse_service_account
 from .states import State
 
-CSV_COLUMNS = ["name", "host", "port", "security", "username", "password", "folders", "interval", "priority", "auth", "oauth_app"]
+CSV_COLUMNS = ["name", "host", "port", "security", "username", "password", "folders", "interval", "priority", "auth", "oauth_app", "push"]
 DEFAULT_PORTS = {"ssl": 993, "starttls": 143, "plain": 143}
 _NAME_RE = re.compile(r"^[^\s\x00-\x1f\x7f][^\x00-\x1f\x7f]{0,199}$")
 
@@ -48,6 +48,7 @@ class MailboxSpec:
     # OAuth2 grant; ``password`` then holds its secret: refresh_token (the token, "" until
     # authorized) | client_credentials ("") | service_account (the key file's JSON)
     oauth_grant: str | None = None
+    push: str = "auto"
 
 
 def _check_oauth(auth: str | None, oauth_app: OAuthApp | None, oauth_grant: str | None, secret: str) -> tuple[str, str | None]:
@@ -93,6 +94,7 @@ def validate(
     auth: str | None = None,
     oauth_app: OAuthApp | None = None,
     oauth_grant: str | None = None,
+    push: str | None = None,
 ) -> MailboxSpec:
     """Check every field and return a spec; the error names the first bad field.
 
@@ -143,6 +145,9 @@ def validate(
             raise InvalidMailbox(f"initial sync: {initial_sync!r} needs a date as since:YYYY-MM-DD") from None
     elif initial_sync not in ("all", "new"):
         raise InvalidMailbox(f"initial sync: {initial_sync!r} is not all, new or since:YYYY-MM-DD")
+    push = (push or "auto").strip().lower()
+    if push not in PUSH_MODES:
+        raise InvalidMailbox(f"push: {push!r} is not one of {', '.join(PUSH_MODES)}")
     return MailboxSpec(
         name,
         host,
@@ -158,6 +163,7 @@ def validate(
         auth,
         oauth_app,
         oauth_grant,
+        push,
     )
 
 
@@ -205,6 +211,7 @@ def save(settings: Settings, spec: MailboxSpec) -> tuple[Mailbox, bool]:
                 priority=spec.priority,
                 initial_sync=spec.initial_sync,
                 ca_file=spec.ca_file,
+                push=spec.push,
             )
             return mailbox, True
         keep_grant = spec.auth == "oauth2" and spec.oauth_grant == "refresh_token" and not spec.password
@@ -222,6 +229,7 @@ def save(settings: Settings, spec: MailboxSpec) -> tuple[Mailbox, bool]:
         existing.username, existing.folders = spec.username, spec.folders
         existing.interval, existing.priority = spec.interval, spec.priority
         existing.initial_sync, existing.ca_file = spec.initial_sync, spec.ca_file
+        existing.push = spec.push
         if credentials_changed:
             existing.secret = crypto.encrypt(settings, spec.password)
             existing.auth, existing.oauth_grant = spec.auth, spec.oauth_grant
@@ -285,6 +293,7 @@ def import_csv(settings: Settings, text: str, on_row: Callable[[int, int], None]
                 default_interval=settings.poll_interval,
                 auth=row.get("auth") or None,
                 oauth_app=_csv_app(row.get("oauth_app")),
+                push=row.get("push"),
             )
             if spec.name in seen:
                 raise InvalidMailbox(f"name: {spec.name!r} already appears on line {seen[spec.name]}")
@@ -351,6 +360,7 @@ def to_dict(mailbox: Mailbox, detail: bool = False) -> dict[str, Any]:
         "paused": bool(mailbox.paused),
         "state": mailbox.display_state,
         "initial_sync": mailbox.initial_sync,
+        "push": mailbox.push,
         "auth": mailbox.auth,
     }
     if mailbox.auth == "oauth2":

@@ -19,6 +19,8 @@ SECURITY = ("ssl", "starttls", "plain")
 PRIORITIES = ("high", "normal")
 AUTH_KINDS = ("password", "oauth2")
 OAUTH_GRANTS = ("refresh_token", "client_credentials", "service_account")
+PUSH_MODES = ("auto", "on", "off")
+"""auto: hold an IDLE connection where the server offers IDLE; on: the same, and say so when it cannot; off: poll only."""
 
 
 def utcnow() -> datetime:
@@ -76,6 +78,7 @@ class Mailbox(BaseModel):
     interval = pw.IntegerField(default=60)
     priority = pw.CharField(max_length=10, default="normal")
     initial_sync = pw.CharField(max_length=32, default="all")  # all | new | since:YYYY-MM-DD
+    push = pw.CharField(max_length=8, default="auto")  # auto | on | off (PUSH_MODES)
     paused = pw.BooleanField(default=False)
     state = pw.CharField(max_length=16, default=State.OK, index=True)
     consecutive_failures = pw.IntegerField(default=0)

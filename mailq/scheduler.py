@@ -31,6 +31,7 @@ from rq_scheduler import Scheduler
 from . import claims, health, history, keys, logs, outbox, schedule
 from .config import Settings
 from .errors import MailqError
+from .push import status as push_status
 from .queues import EMAIL, connect
 from .queues import register as register_queues
 
@@ -76,6 +77,9 @@ class PollScheduler(Scheduler):
             return super().enqueue_job(job)
         interval = int(job.meta.get("interval") or self.settings.poll_interval)
         try:
+            if push_status.skip_scheduled_poll(self.connection, mailbox_id, self.settings.push_safety_interval):
+                self.skipped += 1  # an idler pushes it: only the safety poll (MAILQ_PUSH_SAFETY_INTERVAL) is due
+                return
             _, new = claims.submit_poll(self.settings, mailbox_id, job.origin or EMAIL, conn=self.connection)
             if new:
                 self.pushed += 1

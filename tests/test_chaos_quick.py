@@ -18,6 +18,7 @@ SMALL = dict(mailboxes=5, rate=8, workers=2, interval=1)
 CASES = [
     ("worker-kill", "sqlite", Size(trials=4, **SMALL)),
     ("scheduler-kill", "sqlite", Size(trials=1, **SMALL)),
+    ("idler-kill", "sqlite", Size(trials=2, **SMALL)),
     ("redis-flush", "sqlite", Size(trials=1, **SMALL)),
     ("dovecot-down", "sqlite", Size(trials=1, fault_s=3, **SMALL)),
     ("uidvalidity", "sqlite", Size(trials=2, **SMALL)),

@@ -55,6 +55,7 @@ def test_add_list_show_json(settings, capsys):
             "state": "ok",
             "initial_sync": "all",
             "auth": "password",
+            "push": "auto",
         }
     ]
     shown = json.loads(run_cli(["mailbox", "show", "demo", "--json"], capsys).out)

@@ -52,6 +52,7 @@ def test_upgrade_from_first_migration_keeps_data(bare_settings):
     )
     assert mb.secret == "gAAAA-token"
     assert (mb.auth, mb.oauth_app, mb.oauth_grant) == ("password", None, None)
+    assert mb.push == "auto", "m0004: existing mailboxes push where the server offers IDLE"
     fs = FolderState.get()
     assert (fs.uidvalidity, fs.last_uid, fs.uidnext) == (7, 41, None)
     msg = Message.get()

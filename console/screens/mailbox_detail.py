@@ -50,6 +50,7 @@ SHOWN_FIELDS = (
     "interval",
     "priority",
     "state",
+    "push",
     "consecutive_failures",
     "next_run_at",
     "next_attempt_at",

@@ -47,10 +47,19 @@ def parse_filter(value: str) -> tuple[str | None, str | None]:
     return (" ".join(words) or None), state
 
 
+def _push_mark(push: str | None) -> Text:
+    """' pushed' / ' reconnecting' after the state; nothing for a mailbox that is only polled."""
+    if push == "pushed":
+        return Text(" pushed", style="cyan")
+    if push == "reconnecting":
+        return Text(" reconnecting", style="yellow")
+    return Text("")
+
+
 def mailbox_row(row: MailboxRow, now: datetime) -> list:
     return [
         fmt.cell(row.name, 40),
-        fmt.state(row.state),
+        fmt.state(row.state) + _push_mark(row.push),
         fmt.ago(row.last_poll_at, now),
         fmt.count(row.consecutive_failures, warn=True),
         fmt.count(row.new_today),

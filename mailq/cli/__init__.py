@@ -22,7 +22,17 @@ COMMAND_MODULES = [db_cmd, mailbox_cmd]
 def _optional_modules() -> list:
     """Command groups added by later parts of the system (imported lazily to keep startup fast)."""
     found = []
-    for name in ("poll_cmd", "messages_cmd", "farm_cmd", "failed_cmd", "status_cmd", "console_cmd", "oauth_cmd", "metrics_cmd"):
+    for name in (
+        "poll_cmd",
+        "messages_cmd",
+        "farm_cmd",
+        "failed_cmd",
+        "status_cmd",
+        "console_cmd",
+        "oauth_cmd",
+        "metrics_cmd",
+        "idler_cmd",
+    ):
         try:
             found.append(importlib.import_module(f"{__name__}.{name}"))
         except ModuleNotFoundError as exc:

@@ -47,6 +47,12 @@ def register(sub) -> None:
         help="what the first poll takes: all history, only mail arriving from now on, or mail since a date",
     )
     add.add_argument("--ca-file", help="CA bundle to verify this server's certificate (self-signed servers)")
+    add.add_argument(
+        "--push",
+        choices=["auto", "on", "off"],
+        default="auto",
+        help="hold an IDLE connection (mailq idler) so new mail is fetched within seconds; auto: where the server offers IDLE",
+    )
     add.set_defaults(handler=add_mailbox)
 
     imp = msub.add_parser("import", help="import or update mailboxes from a CSV file")
@@ -133,6 +139,7 @@ def add_mailbox(args) -> int:
         initial_sync=args.initial_sync,
         ca_file=args.ca_file,
         default_interval=settings.poll_interval,
+        push=args.push,
     )
     mailbox, created = mailboxes.save(settings, spec)
     _after_change(settings, mailbox)
@@ -166,12 +173,14 @@ def list_mailboxes(args) -> int:
     if args.json:
         print_json([mailboxes.to_dict(m) for m in rows])
         return 0
-    table = Table("id", "name", "state", "host", "user", "auth", "folders", "interval", "priority", box=None)
+    table = Table("id", "name", "state", "push", "host", "user", "auth", "folders", "interval", "priority", box=None)
+    push = _push_states(rows)
     for m in rows:
         table.add_row(
             str(m.id),
             Text(literal(m.name)),
             m.display_state,
+            push.get(m.id, ("?", ""))[0],
             Text(f"{literal(m.host)}:{m.port} ({m.security})"),
             Text(literal(m.username)),
             m.auth,
@@ -180,7 +189,7 @@ def list_mailboxes(args) -> int:
             m.priority,
         )
     out.print(
-        fit(table, drop=("priority", "folders", "interval", "auth", "user"))
+        fit(table, drop=("priority", "folders", "interval", "auth", "user", "push"))
         if rows
         else "no mailboxes yet: add one with `mailq mailbox add` or `mailq mailbox import`"
     )
@@ -191,6 +200,7 @@ def show_mailbox(args) -> int:
     open_db(args)
     mailbox = mailboxes.get(args.ref)
     data = mailboxes.to_dict(mailbox, detail=True)
+    data["push_state"], data["push_status"] = _push_states([mailbox]).get(mailbox.id, ("unknown", "unknown: Redis is unreachable"))
     if args.json:
         print_json(data)
         return 0
@@ -269,6 +279,13 @@ def authorize_mailbox(args) -> int:
     _after_change(settings, mailboxes.get(mailbox.id))
     say(f"authorized mailbox {mailbox.id} ({literal(mailbox.name)}): polling resumes")
     return 0
+
+
+def _push_states(rows: list[Mailbox]) -> dict[int, tuple[str, str]]:
+    from ..config import get
+    from ..ops.mailboxes import push_states
+
+    return push_states(get(), rows)
 
 
 def _after_change(settings, mailbox: Mailbox) -> None:

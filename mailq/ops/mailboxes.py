@@ -39,6 +39,16 @@ def _safe_next_runs(settings: Settings, ids: list[int]) -> dict[int, datetime]:
         return {}  # Redis down: the rows still draw, without next runs
 
 
+def push_states(settings: Settings, rows: list[Mailbox]) -> dict[int, tuple[str, str]]:
+    """(pushed | reconnecting | polled, sentence) per mailbox; empty when Redis is unreachable."""
+    from ..push import status
+
+    try:
+        return status.of_mailboxes(connect(settings), rows)
+    except (redis.exceptions.RedisError, MailqError):
+        return {}  # Redis down: the rows still draw, without push states
+
+
 def mailbox_rows(
     settings: Settings, offset: int = 0, limit: int = 200, text: str | None = None, state: str | None = None
 ) -> tuple[list[MailboxRow], int]:
@@ -57,6 +67,7 @@ def mailbox_rows(
         today = utcnow().replace(hour=0, minute=0, second=0, microsecond=0)
         new_today = _new_since([m.id for m in page], today)
     runs = _safe_next_runs(settings, [m.id for m in page])
+    push = push_states(settings, page)
     rows = [
         MailboxRow(
             m.id,
@@ -69,6 +80,7 @@ def mailbox_rows(
             new_today.get(m.id, 0),
             m.consecutive_failures,
             m.last_error,
+            push.get(m.id, (None,))[0],
         )
         for m in page
     ]
@@ -81,6 +93,7 @@ def mailbox_detail(settings: Settings, mailbox_id: int) -> tuple[dict, list[Poll
     info = mailboxes.to_dict(mailbox, detail=True)
     runs = _safe_next_runs(settings, [mailbox.id])
     info["next_run_at"] = runs[mailbox.id].isoformat() + "Z" if mailbox.id in runs else None
+    info["push"] = push_states(settings, [mailbox]).get(mailbox.id, (None, "unknown (Redis is unreachable)"))[1]
     try:
         info["poll_job"] = claims.holder(connect(settings), mailbox.id)
     except redis.exceptions.RedisError:

@@ -82,6 +82,7 @@ class MailboxRow:
     new_today: int
     consecutive_failures: int
     last_error: str | None
+    push: str | None = None  # pushed | reconnecting | polled (None: unknown, e.g. Redis down)
 
 
 @dataclass

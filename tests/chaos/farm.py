@@ -60,6 +60,7 @@ class Farm:
         self.hosts: list = []  # tests.chaos.hosts.Host, for the multi-host scenarios
         self.s3 = S3Server(self.root / "s3") if storage == "s3" else None
         self._saved_env: dict[str, str | None] = {}
+        self.idlers: list[Proc] = []
 
     # -- lifecycle -------------------------------------------------------
 
@@ -193,11 +194,27 @@ class Farm:
     def start_worker(self) -> Proc:
         return self._start("worker", self.workers)
 
-    def start_farm(self, workers: int, schedulers: int = 1) -> None:
+    def start_idler(self) -> Proc:
+        """`mailq idler` with a 5 s lease TTL, so a killed idler's mailboxes move within the scenario."""
+        p = self.supervisor.add(
+            Proc(
+                f"idler-{len(self.idlers) + 1}",
+                mailq_argv("idler"),
+                {**self.env, "MAILQ_IDLER_LEASE_TTL": "5"},
+                self.root / "logs",
+                self.root,
+            )
+        )
+        self.idlers.append(p)
+        return p.start()
+
+    def start_farm(self, workers: int, schedulers: int = 1, idlers: int = 0) -> None:
         for _ in range(schedulers):
             self.start_scheduler()
         for _ in range(workers):
             self.start_worker()
+        for _ in range(idlers):
+            self.start_idler()
 
     def start_hosts(self, count: int, workers: int) -> list:
         """`count` simulated hosts (tests/chaos/hosts.py), each with a scheduler and `workers` workers."""

@@ -51,7 +51,7 @@ def run_scenario(
                 if scenario.hosts:
                     farm.start_hosts(scenario.hosts, size.workers)
                 else:
-                    farm.start_farm(size.workers, schedulers=scenario.schedulers)
+                    farm.start_farm(size.workers, schedulers=scenario.schedulers, idlers=scenario.idlers)
                 feeder.start()
                 run = Run(farm, feeder, watcher, rng, size, notes, log)
                 faults.hold(1.0)  # some mail in flight, then make sure the farm works before any fault

@@ -73,6 +73,18 @@ def two_schedulers(run: Run) -> list[float]:
     return out
 
 
+def idler_kill(run: Run) -> list[float]:
+    """SIGKILL one of two idlers (restarted after 1 s): its mailboxes move to the other, and polling covers the gap."""
+    out = []
+    for _ in range(run.size.trials):
+        run.pause(1.0, 3.0)
+        run.rng.choice(run.farm.idlers).kill(hold=1.0)
+        end = time.monotonic() + 1.0
+        wait_alive(run.farm.idlers)
+        out.append(run.recover(end))
+    return out
+
+
 def redis_flush(run: Run) -> list[float]:
     out = []
     for _ in range(run.size.trials):
@@ -184,7 +196,16 @@ def flood(run: Run) -> list[float]:
     return [seen - t0]
 
 
-MIX_FAULTS = ["worker-kill", "scheduler-kill", "redis-flush", "redis-restart", "dovecot-down", "uidvalidity", "db-unavailable"]
+MIX_FAULTS = [
+    "worker-kill",
+    "scheduler-kill",
+    "idler-kill",
+    "redis-flush",
+    "redis-restart",
+    "dovecot-down",
+    "uidvalidity",
+    "db-unavailable",
+]
 
 
 def mix(run: Run) -> list[float]:
@@ -204,6 +225,10 @@ def mix(run: Run) -> list[float]:
             run.farm.schedulers[0].kill(hold=2.0)
             end = time.monotonic() + 2.0
             wait_alive(run.farm.schedulers)
+        elif kind == "idler-kill":
+            run.farm.idlers[0].kill(hold=1.0)
+            end = time.monotonic() + 1.0
+            wait_alive(run.farm.idlers)
         elif kind == "redis-flush":
             faults.redis_flush(run.farm)
             end = time.monotonic()
@@ -235,6 +260,7 @@ class Scenario:
     hosts: int = 0  # >0: that many simulated hosts (tests/chaos/hosts.py) instead of one farm
     storage: str = "file"  # or "s3": the farm's private S3 server
     db: str | None = None  # a database the scenario needs whatever --db says
+    idlers: int = 0  # `mailq idler` processes (push) beside the workers
 
 
 SCENARIOS: dict[str, Scenario] = {
@@ -261,6 +287,14 @@ SCENARIOS: dict[str, Scenario] = {
             Size(mailboxes=8, rate=12, trials=1, fault_s=5),
             schedulers=2,
             doc="two schedulers at once, then SIGKILL one",
+        ),
+        Scenario(
+            "idler-kill",
+            idler_kill,
+            Size(mailboxes=20, rate=20, trials=5),
+            Size(mailboxes=8, rate=12, trials=2),
+            doc="SIGKILL one of two idlers (push), restart after 1 s",
+            idlers=2,
         ),
         Scenario(
             "redis-flush",
@@ -327,6 +361,7 @@ SCENARIOS: dict[str, Scenario] = {
             Size(mailboxes=20, rate=20, trials=10, fault_s=8),
             Size(mailboxes=8, rate=12, trials=4, fault_s=4),
             doc="a seeded random mix of the faults above",
+            idlers=1,
         ),
     ]
 }

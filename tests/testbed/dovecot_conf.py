@@ -21,6 +21,9 @@ auth_failure_delay = 0
 mail_location = maildir:{root}/mail/%u
 mail_fsync = never
 mail_max_userip_connections = 2000
+# IDLE notices changes by inotify; past fs.inotify.max_user_instances (128 per uid, shared by
+# every test Dovecot on the machine) it falls back to checking every mailbox_idle_check_interval.
+mailbox_idle_check_interval = 1 secs
 default_client_limit = 4000
 default_process_limit = 2000
 passdb {{

@@ -1,0 +1,1 @@
+"""Push: the ``idler`` process type holding IMAP IDLE connections (client, leases, trigger, status, idler)."""
