@@ -24,11 +24,12 @@ from typing import Any
 
 import redis
 
-from . import outbox
+from . import metrics, outbox
 from .config import Settings
 from .db import errors_as_mailq
 from .errors import ConfigError, DispatchError
 from .models import Mailbox, Message, utcnow
+from .payload import webhook_payload
 from .queues import connect
 
 WEBHOOK_TIMEOUT = 15.0
@@ -47,36 +48,6 @@ def load_hook(spec: str) -> Callable[[int], Any]:
     if not callable(target):
         raise ConfigError(f"MAILQ_HOOK: {spec!r} is not callable")
     return target
-
-
-def _iso(value) -> str | None:
-    return value.isoformat() + "Z" if value else None
-
-
-def payload(message: Message, mailbox_name: str) -> dict[str, Any]:
-    """The webhook body: metadata only; the raw message is fetched by id (or sha256) from the store."""
-    return {
-        "event": "message.new",
-        "sent_at": _iso(utcnow()),
-        "message": {
-            "id": message.id,
-            "mailbox_id": message.mailbox_id,
-            "mailbox": mailbox_name,
-            "folder": message.folder,
-            "uidvalidity": message.uidvalidity,
-            "uid": message.uid,
-            "message_id": message.message_id,
-            "subject": message.subject,
-            "from": message.from_addr,
-            "to": message.to_addrs,
-            "cc": message.cc_addrs,
-            "date": _iso(message.date),
-            "size": message.size,
-            "sha256": message.sha256,
-            "skipped_reason": message.skipped_reason,
-            "created_at": _iso(message.created_at),
-        },
-    }
 
 
 def sign(secret: str, body: bytes) -> str:
@@ -102,7 +73,6 @@ def post(settings: Settings, data: dict[str, Any]) -> None:
 
 def deliver(settings: Settings, message_ids: list[int], job=None) -> dict[str, int]:
     """Hand each not-yet-dispatched message over; raise ``DispatchError`` if any failed."""
-    from .payload import webhook_payload
 
     hook = load_hook(settings.hook) if settings.hook else None
     hook_done: set[int] = set(job.meta.get("hook_done", [])) if job is not None else set()
@@ -131,7 +101,6 @@ def deliver(settings: Settings, message_ids: list[int], job=None) -> dict[str, i
     if job is not None and hook is not None and settings.webhook_url:
         job.meta["hook_done"] = sorted(hook_done - set(done))
         job.save_meta()
-    from . import metrics
 
     metrics.record_dispatch(connect(settings), latencies, len(failures))
     settled = done + [m for m in message_ids if m not in found]  # delivered, or the row is gone

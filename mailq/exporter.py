@@ -28,6 +28,7 @@ from .models import utcnow
 from .ops.farm import queue_stats, workers
 from .ops.overview import _state_counts
 from .queues import connect
+from .schedule import liveness
 
 log = logging.getLogger("mailq.exporter")
 
@@ -94,7 +95,6 @@ class MailqCollector:
         yield family
 
     def _from_redis(self) -> Iterator[Metric]:
-        from .schedule import liveness
 
         conn = connect(self.settings)
         values = metrics.read(conn)
@@ -132,7 +132,6 @@ class MailqCollector:
 
 def health(settings: Settings) -> list[str]:
     """The problems that make ``/healthz`` fail; empty when healthy."""
-    from .schedule import liveness
 
     problems = []
     try:

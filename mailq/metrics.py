@@ -16,9 +16,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 
+import peewee as pw
 import redis
 
+from .db import errors_as_mailq
 from .keys import KEY_PREFIX
+from .models import Message
 
 log = logging.getLogger("mailq.metrics")
 
@@ -114,10 +117,6 @@ class IngestCounter:
         self.bytes = 0
 
     def __call__(self, message_ids: list[int]) -> None:
-        import peewee as pw
-
-        from .db import errors_as_mailq
-        from .models import Message
 
         try:
             with errors_as_mailq():

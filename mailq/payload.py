@@ -1,6 +1,6 @@
 """The webhook body, version 2: what a receiver needs to build a ticket without mailq's storage.
 
-Version 1 (``delivery.payload``) carries metadata only. Version 2 keeps every
+Version 1 (``payload_v1``) carries metadata only. Version 2 keeps every
 v1 field where it was and adds, under ``message``: ``in_reply_to``,
 ``references``, the text and HTML bodies (each cut at ``MAILQ_WEBHOOK_BODY_CHARS``
 characters, with a ``truncated`` flag), the attachments (id, display filename,
@@ -17,11 +17,40 @@ from typing import Any
 from . import api
 from .config import Settings
 from .db import errors_as_mailq
-from .delivery import payload as payload_v1
 from .models import Attachment, Message, utcnow
 from .storage import BlobStore, presigned_url
 
 VERSION = 2
+
+
+def _iso(value) -> str | None:
+    return value.isoformat() + "Z" if value else None
+
+
+def payload_v1(message: Message, mailbox_name: str) -> dict[str, Any]:
+    """The webhook body: metadata only; the raw message is fetched by id (or sha256) from the store."""
+    return {
+        "event": "message.new",
+        "sent_at": _iso(utcnow()),
+        "message": {
+            "id": message.id,
+            "mailbox_id": message.mailbox_id,
+            "mailbox": mailbox_name,
+            "folder": message.folder,
+            "uidvalidity": message.uidvalidity,
+            "uid": message.uid,
+            "message_id": message.message_id,
+            "subject": message.subject,
+            "from": message.from_addr,
+            "to": message.to_addrs,
+            "cc": message.cc_addrs,
+            "date": _iso(message.date),
+            "size": message.size,
+            "sha256": message.sha256,
+            "skipped_reason": message.skipped_reason,
+            "created_at": _iso(message.created_at),
+        },
+    }
 
 
 def _body(text: str | None, truncated: bool) -> dict[str, Any] | None:

@@ -32,7 +32,7 @@ from urllib.parse import urlparse
 
 from .config import Settings
 from .errors import ConfigError, StorageError
-from .storage import check_sha256, sha256_hex
+from .storage import check_sha256, presign_get, sha256_hex
 
 MULTIPART_THRESHOLD = 16 * 1024 * 1024
 """Blobs larger than this are uploaded in parts (S3 allows 5 GiB in one PutObject, but a part retries alone)."""
@@ -219,7 +219,6 @@ class S3BlobStore:
 
     def url_for(self, sha256: str, expires: int) -> str | None:
         """A pre-signed GET valid ``expires`` seconds: a webhook receiver fetches the blob without credentials."""
-        from .storage import presign_get
 
         return presign_get(self.client, self.bucket, self.key(sha256), expires)
 

@@ -11,7 +11,8 @@ from mailq import mailboxes
 from mailq.errors import AuthError
 from mailq.push import leases, status
 from mailq.push.client import IdleClient
-from mailq.push.idler import backoff, push_folder
+from mailq.push.idler import backoff
+from mailq.push.targets import Targets, push_folder
 from mailq.queues import connect
 
 from .helpers import run_cli
@@ -143,7 +144,6 @@ def test_push_is_set_per_mailbox_by_the_cli_and_the_csv_and_shown(settings, dove
 
 def test_the_idlers_targets_follow_the_database_and_reload_only_changed_rows(settings, dovecot):
     from mailq.models import Mailbox, utcnow
-    from mailq.push.idler import Targets
 
     specs = [
         mailboxes.validate(name=f"t{i}", host="127.0.0.1", port=dovecot.imap_port, security="plain", username=f"t{i}", password="pw")

@@ -22,6 +22,7 @@ from ..source import Source
 from ..widgets.keyed_table import KeyedTable
 from .base import LiveScreen
 from .mailbox_actions import MAILBOX_ACTIONS, MailboxActions, Target
+from .message_detail import MessageScreen
 from .messages import COLUMNS as MESSAGE_COLUMNS
 from .messages import message_row
 
@@ -141,7 +142,6 @@ class MailboxScreen(MailboxActions, LiveScreen):
 
     @on(KeyedTable.RowSelected, "#mailbox-messages")
     def _open_message(self, event: KeyedTable.RowSelected) -> None:
-        from .message_detail import MessageScreen
 
         if event.row_key.value is not None:
             self.app.push_screen(MessageScreen(int(event.row_key.value)))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from ..push import idler
+from ..queues import connect
 from .common import open_db
 
 
@@ -13,8 +15,6 @@ def register(sub) -> None:
 
 def run_idler(args) -> int:
     settings = open_db(args)
-    from ..push import idler
-    from ..queues import connect
 
     connect(settings, check=True)
     idler.run(settings, args.name)

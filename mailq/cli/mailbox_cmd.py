@@ -10,10 +10,12 @@ from rich.table import Table
 from rich.text import Text
 
 from .. import imap, mailboxes, ops
+from ..config import get
 from ..db import errors_as_mailq
 from ..errors import QueueError, UsageError
 from ..models import Mailbox
 from ..oauth import apps, consent, tokens
+from ..ops.mailboxes import push_states
 from ..text import literal
 from .common import add_json, err, fields, fit, open_db, out, print_json, read_secret
 
@@ -282,8 +284,6 @@ def authorize_mailbox(args) -> int:
 
 
 def _push_states(rows: list[Mailbox]) -> dict[int, tuple[str, str]]:
-    from ..config import get
-    from ..ops.mailboxes import push_states
 
     return push_states(get(), rows)
 

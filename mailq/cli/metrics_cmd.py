@@ -5,11 +5,11 @@ from __future__ import annotations
 import logging
 
 from ..errors import MailqError
+from ..exporter import DEFAULT_PORT, serve
 from .common import err, settings
 
 
 def register(sub) -> None:
-    from ..exporter import DEFAULT_PORT
 
     p = sub.add_parser("metrics", help="serve Prometheus /metrics and /healthz")
     p.add_argument("--host", default="0.0.0.0", help="address to listen on (default all interfaces)")
@@ -18,7 +18,6 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from ..exporter import serve
 
     s = settings(args)
     logging.basicConfig(level=s.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")

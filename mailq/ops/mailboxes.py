@@ -14,6 +14,7 @@ from ..config import Settings
 from ..db import errors_as_mailq
 from ..errors import MailqError, QueueError
 from ..models import Mailbox, Message, PollRun, utcnow
+from ..push import status
 from ..queues import connect, errors_as_queue, poll_queue_name
 from ..states import PAUSED
 from .common import _DONE
@@ -41,7 +42,6 @@ def _safe_next_runs(settings: Settings, ids: list[int]) -> dict[int, datetime]:
 
 def push_states(settings: Settings, rows: list[Mailbox]) -> dict[int, tuple[str, str]]:
     """(pushed | reconnecting | polled, sentence) per mailbox; empty when Redis is unreachable."""
-    from ..push import status
 
     try:
         return status.of_mailboxes(connect(settings), rows)

@@ -13,6 +13,7 @@ classes ``imap.py`` raises), and the password never appears in an error.
 from __future__ import annotations
 
 import asyncio
+import base64
 import re
 import socket
 import ssl
@@ -106,6 +107,46 @@ class IdleClient:
                     await self._ask_capabilities()
         except TimeoutError:
             raise ImapTimeoutError(f"{self.where} did not answer within {timeout:g}s while logging in") from None
+
+    async def authenticate(self, username: str, mechanism: str, token: str, timeout: float, on_rejection: str) -> None:
+        """SASL XOAUTH2 or OAUTHBEARER with an access token (sent inline where the server has SASL-IR).
+
+        A refusal is ``AuthError`` carrying ``on_rejection`` (what to check); the
+        token never appears in it. A server's error challenge is answered with an
+        empty line, as RFC 7628 asks, so the refusal arrives as a tagged NO.
+        """
+        if mechanism == "oauthbearer":
+            raw = f"n,a={username},\x01auth=Bearer {token}\x01\x01"
+        else:
+            raw = f"user={username}\x01auth=Bearer {token}\x01\x01"
+        payload = base64.b64encode(raw.encode())
+        self._tag += 1
+        tag = b"a%d" % self._tag
+        inline = "SASL-IR" in self.capabilities
+        try:
+            async with asyncio.timeout(timeout):
+                command = tag + b" AUTHENTICATE " + mechanism.upper().encode()
+                self.writer.write(command + (b" " + payload if inline else b"") + b"\r\n")
+                await self.writer.drain()
+                sent = inline
+                while not (line := await self._line()).startswith(tag + b" "):
+                    if line.startswith(b"+"):
+                        self.writer.write((b"" if sent else payload) + b"\r\n")  # the payload once, then abort
+                        await self.writer.drain()
+                        sent = True
+                    else:
+                        self._untagged(line)
+                status = line.split(b" ", 2)[1].upper() if line.count(b" ") else b"BAD"
+                if status != b"OK":
+                    text = _text(line.split(b" ", 1)[-1]).replace(token, "***")
+                    if any(m in line.upper() for m in _TRANSIENT_LOGIN):
+                        raise ImapConnectionError(f"{self.where} cannot sign in {username} right now ({text}): transient, will retry")
+                    raise AuthError(f"{self.where} refused the OAuth2 sign-in of {username} ({text}): {on_rejection}")
+                self._caps_from(line)
+                if not self.capabilities:
+                    await self._ask_capabilities()
+        except TimeoutError:
+            raise ImapTimeoutError(f"{self.where} did not answer within {timeout:g}s while signing in") from None
 
     async def examine(self, folder: str, timeout: float) -> None:
         """EXAMINE (read-only: never clears \\Recent or sets flags); records EXISTS and UIDNEXT."""

@@ -24,23 +24,24 @@ import logging
 import math
 import os
 import random
+import resource
 import signal
 import socket
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import Any
 
 import redis
 
-from .. import crypto, db, health
+from .. import crypto, db, health, logs
 from ..config import Settings
 from ..errors import AuthError, ImapError, MailqError
-from ..models import FolderState, Mailbox
-from ..queues import connect, poll_queue_name
+from ..imap import ssl_context
+from ..queues import connect
 from . import leases, status, trigger
 from .client import IdleClient
+from .targets import Target, Targets, oauth_credentials
 
 log = logging.getLogger("mailq.idler")
 
@@ -49,92 +50,6 @@ TARGETS_REFRESH_S = 10.0
 FLUSH_S = 0.2
 """How often states are published and wanted polls submitted: the coalescing window of a burst."""
 BACKOFF_MAX_S = 300.0
-
-
-@dataclass(frozen=True)
-class Target:
-    """What the idler needs to hold one mailbox's IDLE connection."""
-
-    id: int
-    host: str
-    port: int
-    security: str
-    username: str
-    secret: str
-    ca_file: str | None
-    folder: str
-    push: str
-    queue: str
-    uidnext: int | None
-    backing_off: bool
-
-    @property
-    def where(self) -> str:
-        return f"{self.host}:{self.port}"
-
-    def same_connection(self, other: Target) -> bool:
-        return (self.host, self.port, self.security, self.username, self.secret, self.ca_file, self.folder) == (
-            other.host,
-            other.port,
-            other.security,
-            other.username,
-            other.secret,
-            other.ca_file,
-            other.folder,
-        )
-
-
-def push_folder(folders: list[str]) -> str:
-    """The folder pushed for a mailbox: INBOX when polled, else its first folder (the others wait for the poll)."""
-    return next((f for f in folders if f.upper() == "INBOX"), folders[0] if folders else "INBOX")
-
-
-class Targets:
-    """Every mailbox an idler may push (push not off, not paused, not parked, server not known to lack IDLE).
-
-    Refreshed every ``TARGETS_REFRESH_S``: one narrow query of (id, updated_at), then
-    full rows only for mailboxes that are new or changed, so 10,000 unchanged
-    mailboxes cost a few milliseconds, not a full load.
-    """
-
-    def __init__(self) -> None:
-        self.rows: dict[int, Target] = {}
-        self._stamps: dict[int, Any] = {}
-
-    def refresh(self, conn: redis.Redis) -> dict[int, Target]:
-        skip = leases.noidle(conn)
-        pushable = (Mailbox.push != "off") & (Mailbox.paused == False) & (Mailbox.state != "auth_error")  # noqa: E712
-        stamps = {mid: at for mid, at in Mailbox.select(Mailbox.id, Mailbox.updated_at).where(pushable).tuples() if mid not in skip}
-        changed = [mid for mid, at in stamps.items() if self._stamps.get(mid) != at or mid not in self.rows]
-        rows = {mid: t for mid, t in self.rows.items() if mid in stamps}
-        for i in range(0, len(changed), 500):
-            rows.update(_load(changed[i : i + 500]))
-        self.rows, self._stamps = rows, stamps
-        return dict(rows)
-
-
-def _load(ids: list[int]) -> dict[int, Target]:
-    mailboxes = list(Mailbox.select().where(Mailbox.id.in_(ids)))
-    folders = {m.id: push_folder(m.folders) for m in mailboxes}
-    states = FolderState.select(FolderState.mailbox, FolderState.name, FolderState.uidnext).where(FolderState.mailbox.in_(ids))
-    uidnext = {(mid, name): value for mid, name, value in states.tuples()}
-    return {
-        m.id: Target(
-            m.id,
-            m.host,
-            m.port,
-            (m.security or "ssl").lower(),
-            m.username,
-            m.secret,
-            m.ca_file,
-            folders[m.id],
-            m.push,
-            poll_queue_name(m.priority),
-            uidnext.get((m.id, folders[m.id])),
-            m.next_attempt_at is not None,
-        )
-        for m in mailboxes
-    }
 
 
 def backoff(failures: int, rng: random.Random = random) -> float:
@@ -363,7 +278,6 @@ class Idler:
         self._wanted.add(mid)
 
     def _context(self, target: Target):
-        from ..imap import ssl_context
 
         key = target.ca_file or ""
         if key not in self._contexts:
@@ -429,11 +343,26 @@ class Idler:
         s = self.settings
         context = self._context(target) if target.security in ("ssl", "starttls") else None
         await client.open(target.host, target.port, target.security, context, s.connect_timeout)
-        password = crypto.decrypt(s, target.secret, f"the password of mailbox {target.id}")
-        await client.login(target.username, password, s.read_timeout)
-        del password
+        if target.auth == "oauth2":
+            await self._sign_in(client, target)
+        else:
+            password = crypto.decrypt(s, target.secret, f"the password of mailbox {target.id}")
+            await client.login(target.username, password, s.read_timeout)
+            del password
         if "IDLE" in client.capabilities:
             await client.examine(target.folder, s.read_timeout)
+
+    async def _sign_in(self, client: IdleClient, target: Target) -> None:
+        """OAuth2: a token from the same cache and per-mailbox refresh lock the workers use; one retry with a
+        forced refresh when the server refuses a cached token (it may have been revoked early)."""
+        creds = await self._call(oauth_credentials, self.settings, target.id, None)
+        try:
+            await client.authenticate(creds.username, creds.mechanism, creds.secret, self.settings.read_timeout, creds.on_rejection)
+        except AuthError:
+            retry = await self._call(oauth_credentials, self.settings, target.id, creds)
+            if retry is None:
+                raise
+            await client.authenticate(retry.username, retry.mechanism, retry.secret, self.settings.read_timeout, retry.on_rejection)
 
     async def _idle(self, client: IdleClient, mid: int) -> None:
         """IDLE, re-issued every ``idle_refresh``; DONE must be answered within the read timeout."""
@@ -485,7 +414,6 @@ class Idler:
 
 def run(settings: Settings, name: str | None = None) -> None:
     """Run until SIGTERM/SIGINT; a Redis or database outage is waited out, not fatal."""
-    from .. import logs
 
     logs.setup(settings)
     _raise_nofile()
@@ -495,7 +423,6 @@ def run(settings: Settings, name: str | None = None) -> None:
 
 def _raise_nofile() -> None:
     """Thousands of sockets need more than the usual 1,024 file descriptors."""
-    import resource
 
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft < hard:
