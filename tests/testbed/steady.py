@@ -12,10 +12,10 @@ import time
 from pathlib import Path
 
 from tests.testbed.dovecot import Dovecot
+from tests.testbed.procs import TICK, tree_cpu
 from tests.testbed.redisd import RedisServer
 
 REPO = Path(__file__).resolve().parents[2]
-TICK = os.sysconf("SC_CLK_TCK")
 CSV_HEADER = "name,host,port,security,username,password,folders,interval,priority\n"
 
 
@@ -30,31 +30,8 @@ class SteadyError(RuntimeError):
 # -- CPU of process trees ------------------------------------------------------------------
 
 
-def _fields(pid: int) -> list[str] | None:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return None
-
-
-def cpu_seconds(roots: list[int]) -> float:
-    """utime+stime+cutime+cstime of ``roots`` and all their live descendants (reaped children are in cutime)."""
-    parents: dict[int, list[int]] = {}
-    for entry in Path("/proc").glob("[0-9]*"):
-        f = _fields(int(entry.name))
-        if f:
-            parents.setdefault(int(f[1]), []).append(int(entry.name))
-    total, todo, seen = 0, list(roots), set()
-    while todo:
-        pid = todo.pop()
-        if pid in seen:
-            continue
-        seen.add(pid)
-        f = _fields(pid)
-        if f:
-            total += sum(int(x) for x in f[11:15])
-        todo.extend(parents.get(pid, []))
-    return total / TICK
+cpu_seconds = tree_cpu
+"""CPU seconds of process trees: the harness's one /proc walk."""
 
 
 def machine_busy_seconds() -> float:
