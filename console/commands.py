@@ -82,7 +82,7 @@ class Command:
         return f"{self.title}: select {self.selection} in {SCOPE_TITLES[self.home or APP]}, then press {key} (or Enter for its detail)"
 
 
-VIEWS = ("overview", "mailboxes", "queues", "failed", "schedule")
+VIEWS = ("overview", "mailboxes", "queues", "failed", "schedule", "messages")
 """The app's modes, in number-key order."""
 
 MAILBOX = "a mailbox"
