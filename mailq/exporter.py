@@ -27,6 +27,7 @@ from .errors import MailqError
 from .models import utcnow
 from .ops.farm import queue_stats, workers
 from .ops.overview import _state_counts
+from .push import leases
 from .queues import connect
 from .schedule import liveness
 
@@ -121,6 +122,7 @@ class MailqCollector:
         for state, n in counts.items():
             live.add_metric([state], n)
         yield live
+        yield _push_connections(conn)
         up = GaugeMetricFamily("mailq_scheduler_up", "1 while a scheduler's liveness key is fresh.")
         up.add_metric([], 1 if alive else 0)
         yield up
@@ -128,6 +130,24 @@ class MailqCollector:
             age = GaugeMetricFamily("mailq_scheduler_last_reconcile_age_seconds", "Seconds since the last finished reconcile.")
             age.add_metric([], max((utcnow() - reconciled).total_seconds(), 0.0))
             yield age
+
+
+def _push_connections(conn) -> Metric:
+    """IDLE connections by state, summed over the live idlers (each publishes its own states hash)."""
+    family = GaugeMetricFamily(
+        "mailq_push_connections", "IDLE connections held by live idlers, by state (connected, reconnecting, parked).", labels=["state"]
+    )
+    counts = dict.fromkeys((leases.CONNECTED, leases.RECONNECTING, leases.PARKED), 0)
+    idlers = leases.live_idlers(conn)
+    pipe = conn.pipeline(transaction=False)
+    for idler in idlers:
+        pipe.hvals(leases.states_key(idler))
+    for states in pipe.execute() if idlers else []:
+        for state in states:
+            counts[state.decode()] = counts.get(state.decode(), 0) + 1
+    for state, n in counts.items():
+        family.add_metric([state], n)
+    return family
 
 
 def health(settings: Settings) -> list[str]:

@@ -6,9 +6,9 @@ survive a restart of the exporter and add up across hosts; a flushed Redis
 resets them, which Prometheus's ``rate()`` treats as a counter reset. Recording
 never fails the work it measures: a Redis error is logged and dropped.
 
-A family is declared once in ``COUNTERS`` or ``HISTOGRAMS``; a later part of
-mailq (push connections, OAuth refreshes) adds its counter there and calls
-``incr``.
+A family is declared once in ``COUNTERS`` or ``HISTOGRAMS`` and recorded with
+``incr`` (OAuth refreshes) or a ``record_*`` helper; push connections are a
+gauge the exporter reads from the idlers' own state in Redis.
 """
 
 from __future__ import annotations
@@ -34,6 +34,11 @@ COUNTERS: dict[str, tuple[str | None, tuple[str, ...], str]] = {
     "ingested_bytes": (None, (), "Bytes of raw messages stored."),
     "messages_skipped": ("reason", ("oversize",), "Messages recorded without their bytes."),
     "dispatches": ("outcome", ("delivered", "failed"), "Messages handed to the hook/webhook (delivered), or failed attempts."),
+    "oauth_refreshes": (
+        "outcome",
+        ("ok", "transient", "revoked", "failed"),
+        "OAuth2 token-endpoint calls by outcome (revoked: re-authorize; transient: retried with backoff).",
+    ),
 }
 
 # name (without mailq_ and _seconds) -> (bucket upper bounds, help)

@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 
 import redis
 
-from .. import crypto, keys
+from .. import crypto, keys, metrics
 from ..config import Settings
 from ..db import database, errors_as_mailq
 from ..errors import GrantRevokedError, MailqError, QueueError, TokenEndpointError
@@ -78,6 +78,7 @@ def access_token(settings: Settings, mailbox: Mailbox, rejected: str | None = No
             current = Mailbox.get_by_id(mailbox.id)  # the refresh token may have rotated since we loaded it
         token = _obtain(settings, current, deadline)
         _store(settings, current, token)
+        _count(settings, "ok")
         return token.access_token, False
     finally:
         _release(lock)
@@ -99,6 +100,7 @@ def _obtain(settings: Settings, mailbox: Mailbox, deadline: float) -> client.Tok
     except MailqError as exc:
         outcome = "transient" if isinstance(exc, TokenEndpointError) else "revoked" if isinstance(exc, GrantRevokedError) else "failed"
         _record_failure(mailbox.id, outcome, str(exc))
+        _count(settings, outcome)
         raise
 
 
@@ -119,6 +121,11 @@ def _store(settings: Settings, mailbox: Mailbox, token: client.Token) -> None:
         OAuthToken.insert({OAuthToken.mailbox: mailbox.id, **values}).on_conflict(
             conflict_target=[OAuthToken.mailbox], update=values
         ).execute()
+
+
+def _count(settings: Settings, outcome: str) -> None:
+    """The refresh outcome in the shared metrics (never fails the sign-in: metrics.incr logs a Redis error)."""
+    metrics.incr(connect(settings), "oauth_refreshes", outcome)
 
 
 def _record_failure(mailbox_id: int, outcome: str, text: str) -> None:
