@@ -5,10 +5,11 @@ from __future__ import annotations
 import subprocess
 import sys
 
+from mailq import ops
 from mailq.models import Message
 from mailq.text import span
 
-from .helpers import run_cli, run_cli_process
+from .helpers import run_cli, run_cli_process, wait_for
 from .imap_helpers import add_mailbox, append, closed_port
 
 LONG = "a-rather-long-name-that-would-wrap-" * 2
@@ -76,6 +77,8 @@ def test_poll_wait_prints_each_outcome_new_count_and_error(settings, dovecot, ma
         text=True,
     )
     try:
+        # a burst worker started before the polls are enqueued finds nothing and leaves the waiter waiting
+        wait_for(lambda: sum(q.queued for q in ops.queue_stats(settings)) >= 2, 30, "the two polls to be enqueued")
         worker = run_cli_process(["worker", "--burst"], settings.as_env())
         assert worker.code == 0, worker.err
         out, err = waiting.communicate(timeout=60)
