@@ -117,6 +117,10 @@ class TokenEndpointError(MailqError):
     """Raised when the token endpoint is down, slow or answers garbage: transient, retried with backoff."""
 
 
+class NotStoredError(NotFoundError):
+    """Raised when a message's row exists but its bytes were never stored (skipped as oversize)."""
+
+
 _KINDS = {
     GrantRevokedError: "oauth_grant",
     OAuthClientError: "oauth_client",
@@ -138,9 +142,6 @@ _KINDS = {
     InvalidMailbox: "invalid_mailbox",
     InvalidApp: "invalid_oauth_app",
     ConsentError: "consent",
+    NotStoredError: "not_stored",
     LockLost: "lock_lost",
 }
-
-
-class NotStoredError(NotFoundError):
-    """Raised when a message's row exists but its bytes were never stored (skipped as oversize)."""
