@@ -22,7 +22,7 @@ from mailq.queues import connect
 from tests.testbed.dovecot import Dovecot
 from tests.testbed.mailgen import make_messages
 
-from .farm_helpers import add_mailboxes, duplicates, farm, stored  # noqa: F401
+from .farm_helpers import add_mailboxes, duplicates, farm, next_scheduler_pass, scheduler_passes, stored  # noqa: F401
 from .helpers import wait_for
 from .push_helpers import NoIdleDovecot, connected_by, session_pids, sessions, start_idler
 
@@ -232,7 +232,8 @@ def test_a_pushed_mailbox_gets_only_safety_polls_and_falls_back_to_its_interval_
     runs = lambda: PollRun.select().where(PollRun.mailbox == box.id).count()  # noqa: E731
     wait_for(lambda: runs() >= 1, timeout=10, what="a poll run")
     before = runs()
-    time.sleep(3)  # three normal intervals
+    # three normal intervals, counted in the scheduler's own passes (0.2 s each in the test farm), not slept
+    next_scheduler_pass(settings, scheduler_passes(settings) + 15, timeout=20)
     assert runs() <= before + 1, "pushed: the scheduler polls only for the safety interval"
     farm.kill(idler)
     killed = time.monotonic()
