@@ -148,12 +148,89 @@ def submit_poll(
     return token, True
 
 
+def submit_group(settings: Settings, conn: redis.Redis, mailbox_ids: list[int], queue_name: str) -> list[int]:
+    """Claim several due mailboxes and enqueue one job polling them in turn; returns the ones submitted.
+
+    Each mailbox's claim holds the group job's id, so everything that reads
+    claims (``claim_is_dead``, the console, ``cancel_queued_poll``) works as for
+    a single poll. A mailbox whose poll is still queued or running is left out.
+    """
+    if len(mailbox_ids) == 1:
+        return mailbox_ids if submit_poll(settings, mailbox_ids[0], queue_name, conn=conn)[1] else []
+    token = keys.poll_group_job_id(uuid.uuid4().hex[:12])
+    ttl = queued_ttl(settings)
+    pipe = conn.pipeline(transaction=False)
+    for mailbox_id in mailbox_ids:
+        pipe.set(keys.poll_claim(mailbox_id), token, px=int(ttl * 1000), nx=True)
+    taken = [m for m, ok in zip(mailbox_ids, pipe.execute()) if ok]
+    for mailbox_id in sorted(set(mailbox_ids) - set(taken)):  # held: by a live poll, as a rule
+        current = holder(conn, mailbox_id)
+        if current is None:
+            ok = claim(conn, mailbox_id, token, ttl)
+        else:
+            ok = claim_is_dead(settings, conn, mailbox_id, current) and steal(conn, mailbox_id, current, token, ttl)
+        if ok:
+            taken.append(mailbox_id)
+    if taken:
+        _enqueue_group(settings, conn, taken, token, queue_name, at_front=False)
+    return taken
+
+
+def hand_off(settings: Settings, conn: redis.Redis, mailbox_ids: list[int], old_token: str, queue_name: str) -> list[int]:
+    """Move mailboxes a group has not started yet to a new group job at the front of the queue.
+
+    Each claim changes hands atomically (compare-and-set on the old group's
+    token), so a mailbox the old group has meanwhile started stays with it.
+    Returns the mailboxes moved.
+    """
+    token = keys.poll_group_job_id(uuid.uuid4().hex[:12])
+    ttl_ms = int(queued_ttl(settings) * 1000)
+    steal_script = keys.scripts(conn).steal
+    pipe = conn.pipeline(transaction=False)
+    for mailbox_id in mailbox_ids:
+        steal_script(keys=[keys.poll_claim(mailbox_id)], args=[old_token, token, ttl_ms], client=pipe)
+    moved = [m for m, ok in zip(mailbox_ids, pipe.execute()) if ok]
+    if moved:
+        _enqueue_group(settings, conn, moved, token, queue_name, at_front=True)
+    return moved
+
+
+def group_timeout(settings: Settings) -> int:
+    """A group runs one poll at a time and hands the rest on after its patience: one poll's limit, plus that."""
+    return settings.job_timeout + int(settings.poll_group_patience) + 5
+
+
+def _enqueue_group(settings: Settings, conn: redis.Redis, mailbox_ids: list[int], token: str, queue_name: str, *, at_front: bool) -> None:
+    shown = ", ".join(map(str, mailbox_ids[:10])) + (", ..." if len(mailbox_ids) > 10 else "")
+    try:
+        queue(settings, queue_name, conn).enqueue_call(
+            keys.POLL_GROUP_JOB,
+            args=(list(mailbox_ids),),
+            job_id=token,
+            timeout=group_timeout(settings),
+            ttl=queued_ttl(settings),
+            result_ttl=0,
+            failure_ttl=POLL_FAILURE_TTL,
+            description=f"poll mailboxes {shown}",
+            at_front=at_front,
+        )
+    except BaseException:
+        pipe = conn.pipeline(transaction=False)
+        for mailbox_id in mailbox_ids:
+            keys.scripts(conn).release(keys=[keys.poll_claim(mailbox_id)], args=[token], client=pipe)
+        pipe.execute()
+        raise
+
+
 def cancel_queued_poll(conn: redis.Redis, mailbox_id: int) -> str | None:
     """Delete the mailbox's poll if it is still waiting in a queue; a running poll is left alone."""
     current = holder(conn, mailbox_id)
     if current is None:
         return None
     job = Job.fetch_many([current], connection=conn)[0]
+    if job is not None and job.func_name == keys.POLL_GROUP_JOB:
+        release(conn, mailbox_id, current)  # the group's other mailboxes keep their poll; this one skips (paused or gone)
+        return current
     if job is None or job.get_status(refresh=False) in (JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.DEFERRED):
         if job is not None:
             job.delete(remove_from_queue=True)

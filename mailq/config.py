@@ -219,6 +219,18 @@ class Settings:
         lambda n, r: _int(n, r, 1),
         "polls of failing mailboxes running at once, farm-wide (keep it below the worker count)",
     )
+    poll_group_size: int = _setting(
+        "MAILQ_POLL_GROUP_SIZE",
+        "10",
+        lambda n, r: _int(n, r, 1),
+        "due mailboxes one RQ job may poll in turn, each under its own claim (1: one job per poll)",
+    )
+    poll_group_patience: float = _setting(
+        "MAILQ_POLL_GROUP_PATIENCE",
+        "2",
+        lambda n, r: _float(n, r, 0.5),
+        "seconds one poll may hold up the rest of its group before they move to a job of their own",
+    )
     backoff_base: float = _setting(
         "MAILQ_BACKOFF_BASE", "30", lambda n, r: _float(n, r, 0), "first retry delay after a transient failure (doubles each time)"
     )

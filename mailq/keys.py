@@ -21,6 +21,7 @@ KEY_PREFIX = "mailq:"
 
 # The functions RQ runs (see jobs.py); jobs are enqueued by path so a producer need not import them.
 POLL_JOB = "mailq.jobs.poll"
+POLL_GROUP_JOB = "mailq.jobs.poll_group"
 DISPATCH_JOB = "mailq.jobs.dispatch"
 NOOP_JOB = "mailq.jobs.noop"
 
@@ -62,6 +63,11 @@ def mailbox_of_entry(entry_id: str) -> int | None:
 
 def poll_job_id(mailbox_id: int, token: str) -> str:
     return f"poll-{mailbox_id}-{token}"
+
+
+def poll_group_job_id(token: str) -> str:
+    """A job polling several mailboxes, each under its own claim holding this id (see polling.py)."""
+    return f"polls-{token}"
 
 
 def dispatch_job_id(first_message_id: int, token: str) -> str:

@@ -35,6 +35,18 @@ def mailbox(mailbox_id: int) -> Mailbox | None:
     return _first(Mailbox, "mailbox", lambda: Mailbox.select().where(Mailbox.id == 0), mailbox_id)
 
 
+def mailboxes(mailbox_ids: list[int]) -> dict[int, Mailbox]:
+    """Several mailbox rows by id in one query (a poll group's); the SQL is kept per list length."""
+    if not mailbox_ids:
+        return {}
+    key = (type(database.obj), f"mailboxes-{len(mailbox_ids)}")
+    sql = _sql.get(key)
+    if sql is None:
+        sql = _sql[key] = Mailbox.select().where(Mailbox.id.in_(list(range(len(mailbox_ids))))).sql()[0]
+    with errors_as_mailq():
+        return {row.id: row for row in Mailbox.raw(sql, *mailbox_ids)}
+
+
 def folder_state(mailbox_id: int, folder: str) -> FolderState | None:
     """The sync state of one folder of a mailbox, or None before its first sync."""
     build = lambda: FolderState.select().where((FolderState.mailbox == 0) & (FolderState.name == ""))  # noqa: E731

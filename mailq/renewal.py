@@ -1,5 +1,8 @@
 """Keeping running polls' claims alive: one daemon thread per process, not one per poll.
 
+The same thread ticks the poll groups' watchdogs (``watch``): a group whose
+current poll runs past its patience hands the rest of its mailboxes on.
+
 Starting, waking and joining a thread for every poll cost about a third of an
 idle poll's CPU in the worker (profile in docs/bench.md: the GIL hand-over on
 ``Event.set`` and ``join``). Here a single thread, started on first use in each
@@ -67,6 +70,7 @@ class _Registry:
 
     def __init__(self) -> None:
         self.claims: set[Renewer] = set()
+        self.watchers: set = set()
         self.lock = threading.Lock()
         self.thread = threading.Thread(target=self._run, name="mailq-claims", daemon=True)
         self.thread.start()
@@ -85,8 +89,24 @@ class _Registry:
             now = time.monotonic()
             with self.lock:
                 due = [c for c in self.claims if now - c.renewed_at >= c.ttl / 3]
+                watchers = list(self.watchers)
             for claim in due:
                 claim.beat()
+            for watcher in watchers:
+                watcher.tick(now)
+
+
+def watch(watcher) -> None:
+    """Call ``watcher.tick(monotonic_now)`` about every ``TICK`` seconds until ``unwatch``; it must not raise."""
+    registry = _registry()
+    with registry.lock:
+        registry.watchers.add(watcher)
+
+
+def unwatch(watcher) -> None:
+    registry = _registry()
+    with registry.lock:
+        registry.watchers.discard(watcher)
 
 
 _registries: dict[int, _Registry] = {}
@@ -105,4 +125,4 @@ def _registry() -> _Registry:
     return registry
 
 
-__all__ = ["LockLost", "Renewer"]
+__all__ = ["LockLost", "Renewer", "unwatch", "watch"]

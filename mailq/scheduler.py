@@ -26,6 +26,8 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import redis
+from rq import Worker
+from rq.exceptions import NoSuchJobError
 from rq_scheduler import Scheduler
 
 from . import claims, health, history, keys, logs, outbox, schedule
@@ -61,38 +63,68 @@ class PollScheduler(Scheduler):
             claims.release_key(self.connection, self.scheduler_lock_key, self._lock_token)
         self._lock_token = None
 
-    def get_jobs_to_queue(self, with_times=False):
-        """Due entries in due order, ties by mailbox id as a number.
+    def enqueue_jobs(self):
+        """Move every due entry: mailq's mailbox entries in bulk (``_submit_due``), any other as rq-scheduler does."""
+        due = self.connection.zrangebyscore(self.scheduled_jobs_key, 0, int(time.time()), withscores=True)
+        ours: list[tuple[float, int]] = []
+        for raw, score in due:
+            entry = raw.decode()
+            mailbox_id = keys.mailbox_of_entry(entry)
+            if mailbox_id is not None:
+                ours.append((score, mailbox_id))
+                continue
+            try:  # not ours: rq-scheduler's usual behaviour
+                super().enqueue_job(self.job_class.fetch(entry, connection=self.connection))
+            except NoSuchJobError:
+                self.connection.zrem(self.scheduled_jobs_key, entry)
+        if ours:
+            # due order; Redis returns equal scores in string order (mbx-21 before mbx-3), so ties go by id as a number
+            self._submit_due([mailbox_id for _, mailbox_id in sorted(ours)])
+        return due
 
-        Redis returns equal scores in string order (``mbx-21`` before ``mbx-3``),
-        so a block of mailboxes scheduled for the same second was polled 21..29
-        before 3..9 every time.
+    def _submit_due(self, mailbox_ids: list[int]) -> None:
+        """Claim and enqueue polls of due mailboxes, in a few round trips for the whole pass.
+
+        Templates are read in one pipeline, pushed mailboxes are asked about in
+        one (only their safety poll is due, ``MAILQ_PUSH_SAFETY_INTERVAL``), and
+        every entry moves one interval on in one, pushed or skipped. A queue with
+        more due polls than ``MAILQ_POLL_GROUP_SIZE`` gets them as group jobs
+        (``polling.poll_group``) spread over at least as many jobs as there are
+        workers; otherwise one job per poll, as a small farm always has.
         """
-        due = sorted(super().get_jobs_to_queue(with_times=True), key=_due_order)
-        return due if with_times else [job for job, _ in due]
-
-    def enqueue_job(self, job) -> None:
-        mailbox_id = keys.mailbox_of_entry(job.id)
-        if mailbox_id is None:  # not ours: rq-scheduler's usual behaviour
-            return super().enqueue_job(job)
-        interval = int(job.meta.get("interval") or self.settings.poll_interval)
-        try:
-            if push_status.skip_scheduled_poll(self.connection, mailbox_id, self.settings.push_safety_interval):
-                self.skipped += 1  # an idler pushes it: only the safety poll (MAILQ_PUSH_SAFETY_INTERVAL) is due
-                return
-            _, new = claims.submit_poll(self.settings, mailbox_id, job.origin or EMAIL, conn=self.connection)
-            if new:
-                self.pushed += 1
+        conn = self.connection
+        templates = self.job_class.fetch_many([keys.schedule_entry(m) for m in mailbox_ids], connection=conn)
+        pushed = push_status.skip_scheduled_polls(conn, mailbox_ids, self.settings.push_safety_interval)
+        now = time.time()
+        by_queue: dict[str, list[int]] = {}
+        moves = conn.pipeline(transaction=False)
+        for mailbox_id, template in zip(mailbox_ids, templates):
+            if template is None:  # the entry outlived its template: rq-scheduler drops such entries too
+                moves.zrem(self.scheduled_jobs_key, keys.schedule_entry(mailbox_id))
+                continue
+            schedule.defer(moves, mailbox_id, now + int(template.meta.get("interval") or self.settings.poll_interval))
+            if mailbox_id in pushed:
+                self.skipped += 1  # an idler pushes it: only the safety poll is due
             else:
-                self.skipped += 1
+                by_queue.setdefault(template.origin or EMAIL, []).append(mailbox_id)
+        try:
+            workers = Worker.count(connection=conn) if any(len(ids) > self.settings.poll_group_size for ids in by_queue.values()) else 0
+            for queue_name, ids in by_queue.items():
+                for group in groups(ids, self.settings.poll_group_size, workers):
+                    submitted = len(claims.submit_group(self.settings, conn, group, queue_name))
+                    self.pushed += submitted
+                    self.skipped += len(group) - submitted
         finally:
-            schedule.defer(self.connection, mailbox_id, int(time.time()) + interval)
+            moves.execute()
 
 
-def _due_order(entry) -> tuple:
-    job, when = entry
-    mailbox_id = keys.mailbox_of_entry(job.id)
-    return (when, 0, mailbox_id, "") if mailbox_id is not None else (when, 1, 0, job.id)
+def groups(mailbox_ids: list[int], size: int, workers: int) -> list[list[int]]:
+    """One queue's due polls as jobs: one each up to ``size``; beyond, at least ``workers`` groups of at most ``size``."""
+    n = len(mailbox_ids)
+    if n <= size or size <= 1:
+        return [[m] for m in mailbox_ids]
+    jobs = min(n, max(-(-n // size), workers))
+    return [mailbox_ids[i * n // jobs : (i + 1) * n // jobs] for i in range(jobs)]
 
 
 def _now_iso() -> str:

@@ -29,7 +29,9 @@ def test_due_polls_are_enqueued_in_due_order_then_by_numeric_mailbox_id(settings
     assert redis_order != sorted(redis_order)  # string order: 1, 10, 11, ... 19, 2, 20, ...
 
     PollScheduler(settings, conn).enqueue_jobs()
-    order = [job.args[0] for job in Queue("email", connection=conn).jobs]
+    jobs = Queue("email", connection=conn).jobs
+    assert [job.func_name for job in jobs] == [keys.POLL_GROUP_JOB] * 3, "30 due polls, groups of 10 (no worker registered)"
+    order = [mailbox_id for job in jobs for mailbox_id in job.args[0]]
     assert order == early + sorted(i for i in ids if i not in early)
 
 

@@ -9,7 +9,10 @@ within ``idler_lease_ttl`` and the very next due entry polls at the normal inter
 
 from __future__ import annotations
 
+import weakref
+
 import redis
+from redis.commands.core import Script
 
 from ..keys import KEY_PREFIX
 from . import leases
@@ -37,10 +40,24 @@ def start_safety_windows(conn: redis.Redis, mailbox_ids: list[int], safety_inter
     pipe.execute()
 
 
-def skip_scheduled_poll(conn: redis.Redis, mailbox_id: int, safety_interval: int) -> bool:
-    """True when the mailbox is pushed and had a safety poll within ``safety_interval`` (one round trip)."""
+_skip_scripts: weakref.WeakKeyDictionary[redis.Redis, Script] = weakref.WeakKeyDictionary()
+
+
+def skip_scheduled_polls(conn: redis.Redis, mailbox_ids: list[int], safety_interval: int) -> set[int]:
+    """The mailboxes that are pushed and had a safety poll within ``safety_interval`` (one round trip for all)."""
+    script = _skip_scripts.get(conn)
+    if script is None:
+        script = _skip_scripts[conn] = conn.register_script(_SKIP)
     prefix = f"{KEY_PREFIX}idler:"
-    return bool(conn.eval(_SKIP, 2, leases.lease_key(mailbox_id), safety_key(mailbox_id), mailbox_id, safety_interval, prefix))
+    pipe = conn.pipeline(transaction=False)
+    for mailbox_id in mailbox_ids:
+        script(keys=[leases.lease_key(mailbox_id), safety_key(mailbox_id)], args=[mailbox_id, safety_interval, prefix], client=pipe)
+    return {m for m, skip in zip(mailbox_ids, pipe.execute()) if skip}
+
+
+def skip_scheduled_poll(conn: redis.Redis, mailbox_id: int, safety_interval: int) -> bool:
+    """True when the mailbox is pushed and had a safety poll within ``safety_interval``."""
+    return mailbox_id in skip_scheduled_polls(conn, [mailbox_id], safety_interval)
 
 
 def describe(push: str, held: tuple[str, str | None] | None, noidle: bool) -> tuple[str, str]:
