@@ -31,6 +31,13 @@ def cell(value: object, limit: int | None = 120, style: str = "") -> Text:
     return Text(one_line(value, limit=limit or 10_000), style=style)
 
 
+def mailbox(name: str | None, mailbox_id: int | None, id_style: str = "") -> Text:
+    """A mailbox by name; ``#id`` when only its id is known (deleted since); a dash when neither is."""
+    if name:
+        return cell(name, 40)
+    return Text(f"#{mailbox_id}", style=id_style) if mailbox_id is not None else cell(None)
+
+
 def block(value: object) -> Text:
     """Untrusted multi-line text (a traceback): newlines kept, control characters escaped."""
     return Text(literal(value, newlines=True))

@@ -20,19 +20,6 @@ from mailq.config import Settings
 from mailq.errors import DatabaseError, QueueError
 from mailq.imap import Probe
 from mailq.models import utcnow
-from mailq.ops import (
-    FailedJob,
-    MailboxRow,
-    MessageDetail,
-    MessageRow,
-    Overview,
-    PollRunRow,
-    QueueStats,
-    ReconcileReport,
-    ScheduleDiff,
-    ScheduledPoll,
-    WorkerInfo,
-)
 from mailq.text import one_line
 
 
@@ -43,29 +30,29 @@ class Source(Protocol):
 
     def now(self) -> datetime: ...
     def session(self) -> contextlib.AbstractContextManager[None]: ...
-    def overview(self) -> Overview: ...
-    def queue_stats(self) -> list[QueueStats]: ...
-    def workers(self) -> list[WorkerInfo]: ...
-    def failed_jobs(self, offset: int = 0, limit: int = 100, search: str | None = None) -> tuple[list[FailedJob], int]: ...
-    def failed_job(self, job_id: str) -> FailedJob: ...
+    def overview(self) -> ops.Overview: ...
+    def queue_stats(self) -> list[ops.QueueStats]: ...
+    def workers(self) -> list[ops.WorkerInfo]: ...
+    def failed_jobs(self, offset: int = 0, limit: int = 100, search: str | None = None) -> tuple[list[ops.FailedJob], int]: ...
+    def failed_job(self, job_id: str) -> ops.FailedJob: ...
     def requeue_failed(self, job_ids: list[str]) -> int: ...
     def requeue_all_failed(self) -> int: ...
     def delete_failed(self, job_ids: list[str]) -> int: ...
     def mailbox_rows(
         self, offset: int = 0, limit: int = 200, text: str | None = None, state: str | None = None
-    ) -> tuple[list[MailboxRow], int]: ...
-    def mailbox_detail(self, mailbox_id: int) -> tuple[dict, list[PollRunRow]]: ...
-    def scheduled_polls(self, offset: int = 0, limit: int = 500) -> tuple[list[ScheduledPoll], int]: ...
-    def schedule_diff(self) -> ScheduleDiff: ...
-    def resync(self) -> ReconcileReport: ...
+    ) -> tuple[list[ops.MailboxRow], int]: ...
+    def mailbox_detail(self, mailbox_id: int) -> tuple[dict, list[ops.PollRunRow]]: ...
+    def scheduled_polls(self, offset: int = 0, limit: int = 500) -> tuple[list[ops.ScheduledPoll], int]: ...
+    def schedule_diff(self) -> ops.ScheduleDiff: ...
+    def resync(self) -> ops.ReconcileReport: ...
     def poll_now(self, mailbox_ids: list[int]) -> list[str]: ...
     def pause(self, mailbox_id: int) -> None: ...
     def resume(self, mailbox_id: int) -> None: ...
     def test_login(self, mailbox_id: int) -> Probe: ...
     def messages(
         self, offset: int = 0, limit: int = 200, mailbox_id: int | None = None, text: str | None = None
-    ) -> tuple[list[MessageRow], int]: ...
-    def message_detail(self, message_id: int) -> MessageDetail: ...
+    ) -> tuple[list[ops.MessageRow], int]: ...
+    def message_detail(self, message_id: int) -> ops.MessageDetail: ...
 
 
 def _prefixed(prefix: str, exc: BaseException, word: str) -> str:
@@ -106,19 +93,19 @@ class OpsSource:
                 with contextlib.suppress(Exception):
                     db.database.close()
 
-    def overview(self) -> Overview:
+    def overview(self) -> ops.Overview:
         return ops.overview(self.settings)
 
-    def queue_stats(self) -> list[QueueStats]:
+    def queue_stats(self) -> list[ops.QueueStats]:
         return ops.queue_stats(self.settings)
 
-    def workers(self) -> list[WorkerInfo]:
+    def workers(self) -> list[ops.WorkerInfo]:
         return ops.workers(self.settings)
 
-    def failed_jobs(self, offset: int = 0, limit: int = 100, search: str | None = None) -> tuple[list[FailedJob], int]:
+    def failed_jobs(self, offset: int = 0, limit: int = 100, search: str | None = None) -> tuple[list[ops.FailedJob], int]:
         return ops.failed_jobs(self.settings, offset=offset, limit=limit, search=search)
 
-    def failed_job(self, job_id: str) -> FailedJob:
+    def failed_job(self, job_id: str) -> ops.FailedJob:
         return ops.failed_job(self.settings, job_id)
 
     def requeue_failed(self, job_ids: list[str]) -> int:
@@ -132,19 +119,19 @@ class OpsSource:
 
     def mailbox_rows(
         self, offset: int = 0, limit: int = 200, text: str | None = None, state: str | None = None
-    ) -> tuple[list[MailboxRow], int]:
+    ) -> tuple[list[ops.MailboxRow], int]:
         return ops.mailbox_rows(self.settings, offset=offset, limit=limit, text=text, state=state)
 
-    def mailbox_detail(self, mailbox_id: int) -> tuple[dict, list[PollRunRow]]:
+    def mailbox_detail(self, mailbox_id: int) -> tuple[dict, list[ops.PollRunRow]]:
         return ops.mailbox_detail(self.settings, mailbox_id)
 
-    def scheduled_polls(self, offset: int = 0, limit: int = 500) -> tuple[list[ScheduledPoll], int]:
+    def scheduled_polls(self, offset: int = 0, limit: int = 500) -> tuple[list[ops.ScheduledPoll], int]:
         return ops.scheduled_polls(self.settings, offset=offset, limit=limit)
 
-    def schedule_diff(self) -> ScheduleDiff:
+    def schedule_diff(self) -> ops.ScheduleDiff:
         return ops.schedule_diff(self.settings)
 
-    def resync(self) -> ReconcileReport:
+    def resync(self) -> ops.ReconcileReport:
         return ops.resync(self.settings)
 
     def poll_now(self, mailbox_ids: list[int]) -> list[str]:
@@ -161,8 +148,8 @@ class OpsSource:
 
     def messages(
         self, offset: int = 0, limit: int = 200, mailbox_id: int | None = None, text: str | None = None
-    ) -> tuple[list[MessageRow], int]:
+    ) -> tuple[list[ops.MessageRow], int]:
         return ops.recent_messages(self.settings, offset=offset, limit=limit, mailbox_id=mailbox_id, text=text)
 
-    def message_detail(self, message_id: int) -> MessageDetail:
+    def message_detail(self, message_id: int) -> ops.MessageDetail:
         return ops.message_detail(self.settings, message_id)

@@ -16,6 +16,7 @@ import psycopg2
 import pytest
 
 from mailq import config, db, migrations
+from tests.helpers import UserPool, serve
 from tests.testbed import pg
 from tests.testbed.dovecot import Dovecot
 from tests.testbed.redisd import RedisServer
@@ -64,10 +65,7 @@ def new_pg_schema_url(pg_database: str) -> str:
 
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory):
-    server = RedisServer(tmp_path_factory.mktemp("redis"))
-    server.start()
-    yield server
-    server.stop()
+    yield from serve(RedisServer(tmp_path_factory.mktemp("redis")))
 
 
 @pytest.fixture
@@ -84,28 +82,20 @@ def redis_url(redis_server):
     client.close()
 
 
-_POOL = [(f"pool{i:04d}", f"pw-pool{i:04d}") for i in range(400)]
-_pool_next = itertools.count()
+_USERS = UserPool("pool", 400)
 
 
 @pytest.fixture(scope="session")
 def dovecot(tmp_path_factory):
     server = Dovecot(tmp_path_factory.mktemp("dovecot"))
-    server.add_users(dict(_POOL))  # before start: free (a running Dovecot needs ~1 s to see new users)
-    server.start()
-    yield server
-    server.stop()
+    server.add_users(_USERS.passwords())  # before start: free (a running Dovecot needs ~1 s to see new users)
+    yield from serve(server)
 
 
 @pytest.fixture
 def mail_user(dovecot):
     """A fresh, empty IMAP user on the session's Dovecot: (username, password)."""
-    index = next(_pool_next)
-    if index < len(_POOL):
-        return _POOL[index]
-    name = f"u{os.getpid()}x{index}"
-    dovecot.add_user(name, f"pw-{name}")
-    return name, f"pw-{name}"
+    return _USERS.take(dovecot)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

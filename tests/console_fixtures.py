@@ -11,35 +11,21 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from mailq import keys
+from mailq import keys, ops
 from mailq.errors import NotFoundError
 from mailq.imap import Probe
-from mailq.ops import (
-    AttachmentRow,
-    FailedJob,
-    MailboxRow,
-    MessageDetail,
-    MessageRow,
-    Overview,
-    PollRunRow,
-    QueueStats,
-    ReconcileReport,
-    ScheduleDiff,
-    ScheduledPoll,
-    WorkerInfo,
-)
 
 FIXED_NOW = datetime(2026, 11, 28, 12, 0, 0)
 HOSTILE = "subject [bold red]x[/] \x1b[31mred\x1b[0m"
 """Mail-derived text that must show literally (snapshot and literal-text tests)."""
 
 
-def _fixed_mailboxes(now: datetime) -> list[MailboxRow]:
+def _fixed_mailboxes(now: datetime) -> list[ops.MailboxRow]:
     s = lambda n: now - timedelta(seconds=n)  # noqa: E731
     rows = [
-        MailboxRow(1, "support@acme.example", "imap.acme.example", "ok", s(12), s(12), now + timedelta(seconds=48), 37, 0, None),
-        MailboxRow(2, "billing@acme.example", "imap.acme.example", "ok", s(31), s(31), now + timedelta(seconds=29), 5, 0, None),
-        MailboxRow(
+        ops.MailboxRow(1, "support@acme.example", "imap.acme.example", "ok", s(12), s(12), now + timedelta(seconds=48), 37, 0, None),
+        ops.MailboxRow(2, "billing@acme.example", "imap.acme.example", "ok", s(31), s(31), now + timedelta(seconds=29), 5, 0, None),
+        ops.MailboxRow(
             3,
             "orders@shop.example",
             "mail.shop.example",
@@ -51,7 +37,7 @@ def _fixed_mailboxes(now: datetime) -> list[MailboxRow]:
             3,
             "connection: [Errno 111] Connection refused",
         ),
-        MailboxRow(
+        ops.MailboxRow(
             4,
             "alerts@ops.example",
             "imap.ops.example",
@@ -63,9 +49,9 @@ def _fixed_mailboxes(now: datetime) -> list[MailboxRow]:
             1,
             "auth: [AUTHENTICATIONFAILED] Authentication failed.",
         ),
-        MailboxRow(5, "hr@acme.example", "imap.acme.example", "paused", s(7200), s(7200), None, 2, 0, None),
-        MailboxRow(6, "press@news.example", "imap.news.example", "ok", s(3), s(3), now + timedelta(seconds=57), 112, 0, None),
-        MailboxRow(
+        ops.MailboxRow(5, "hr@acme.example", "imap.acme.example", "paused", s(7200), s(7200), None, 2, 0, None),
+        ops.MailboxRow(6, "press@news.example", "imap.news.example", "ok", s(3), s(3), now + timedelta(seconds=57), 112, 0, None),
+        ops.MailboxRow(
             7,
             "abuse@hostile.example",
             "imap.hostile.example",
@@ -77,7 +63,7 @@ def _fixed_mailboxes(now: datetime) -> list[MailboxRow]:
             2,
             f"parse: {HOSTILE}",
         ),
-        MailboxRow(8, "jobs@acme.example", "imap.acme.example", "ok", s(44), s(44), now + timedelta(seconds=16), 9, 0, None),
+        ops.MailboxRow(8, "jobs@acme.example", "imap.acme.example", "ok", s(44), s(44), now + timedelta(seconds=16), 9, 0, None),
     ]
     return rows
 
@@ -93,7 +79,7 @@ class FixedSource:
         self.mailboxes = _fixed_mailboxes(now)
         s = lambda n: now - timedelta(seconds=n)  # noqa: E731
         self.failed = [
-            FailedJob(
+            ops.FailedJob(
                 f"poll-{i}-{i:04x}",
                 "email",
                 keys.POLL_JOB,
@@ -105,7 +91,7 @@ class FixedSource:
             for i in range(1, 6)
         ]
         self.failed.append(
-            FailedJob("dispatch-991", "workflow", keys.DISPATCH_JOB, 7, "abuse@hostile.example", f"ValueError: {HOSTILE}", s(4000))
+            ops.FailedJob("dispatch-991", "workflow", keys.DISPATCH_JOB, 7, "abuse@hostile.example", f"ValueError: {HOSTILE}", s(4000))
         )
 
     def _read(self) -> None:
@@ -124,10 +110,10 @@ class FixedSource:
             states[row.state] = states.get(row.state, 0) + 1
         return states
 
-    def overview(self) -> Overview:
+    def overview(self) -> ops.Overview:
         self._read()
         per_minute = [(i * 7 + 3) % 11 + (i // 10) for i in range(60)]
-        return Overview(
+        return ops.Overview(
             self._states(),
             self.queue_stats(),
             workers_online=3,
@@ -140,21 +126,21 @@ class FixedSource:
             scheduler_last_reconcile_at=self._now - timedelta(seconds=23),
         )
 
-    def queue_stats(self) -> list[QueueStats]:
+    def queue_stats(self) -> list[ops.QueueStats]:
         self._read()
         failed = {q: sum(1 for j in self.failed if j.queue == q) for q in ("email-high", "email", "workflow", "default")}
         return [
-            QueueStats("email-high", 0, 1, 0, 0, failed["email-high"], 14),
-            QueueStats("email", 4, 2, 0, 0, failed["email"], 311),
-            QueueStats("workflow", 12, 1, 0, 3, failed["workflow"], 1290),
-            QueueStats("default", 0, 0, 0, 0, failed["default"], 0),
+            ops.QueueStats("email-high", 0, 1, 0, 0, failed["email-high"], 14),
+            ops.QueueStats("email", 4, 2, 0, 0, failed["email"], 311),
+            ops.QueueStats("workflow", 12, 1, 0, 3, failed["workflow"], 1290),
+            ops.QueueStats("default", 0, 0, 0, 0, failed["default"], 0),
         ]
 
-    def workers(self) -> list[WorkerInfo]:
+    def workers(self) -> list[ops.WorkerInfo]:
         self._read()
         s = lambda n: self._now - timedelta(seconds=n)  # noqa: E731
         return [
-            WorkerInfo(
+            ops.WorkerInfo(
                 "worker-1",
                 "farm-a",
                 4101,
@@ -169,7 +155,7 @@ class FixedSource:
                 1204,
                 3,
             ),
-            WorkerInfo(
+            ops.WorkerInfo(
                 "worker-2",
                 "farm-a",
                 4102,
@@ -184,7 +170,7 @@ class FixedSource:
                 980,
                 0,
             ),
-            WorkerInfo(
+            ops.WorkerInfo(
                 "worker-3",
                 "farm-b",
                 877,
@@ -201,12 +187,12 @@ class FixedSource:
             ),
         ]
 
-    def failed_jobs(self, offset: int = 0, limit: int = 100, search: str | None = None) -> tuple[list[FailedJob], int]:
+    def failed_jobs(self, offset: int = 0, limit: int = 100, search: str | None = None) -> tuple[list[ops.FailedJob], int]:
         self._read()
         rows = [j for j in self.failed if not search or search.lower() in (j.id + " " + j.error_line).lower()]
         return rows[offset : offset + limit], len(rows)
 
-    def failed_job(self, job_id: str) -> FailedJob:
+    def failed_job(self, job_id: str) -> ops.FailedJob:
         self._read()
         for job in self.failed:
             if job.id == job_id:
@@ -237,20 +223,20 @@ class FixedSource:
 
     def mailbox_rows(
         self, offset: int = 0, limit: int = 200, text: str | None = None, state: str | None = None
-    ) -> tuple[list[MailboxRow], int]:
+    ) -> tuple[list[ops.MailboxRow], int]:
         self._read()
         rows = [
             r for r in self.mailboxes if (not text or text.lower() in (r.name + " " + r.host).lower()) and (not state or r.state == state)
         ]
         return rows[offset : offset + limit], len(rows)
 
-    def _mailbox(self, mailbox_id: int) -> MailboxRow:
+    def _mailbox(self, mailbox_id: int) -> ops.MailboxRow:
         for row in self.mailboxes:
             if row.id == mailbox_id:
                 return row
         raise NotFoundError(f"no mailbox {mailbox_id}")
 
-    def mailbox_detail(self, mailbox_id: int) -> tuple[dict, list[PollRunRow]]:
+    def mailbox_detail(self, mailbox_id: int) -> tuple[dict, list[ops.PollRunRow]]:
         self._read()
         row = self._mailbox(mailbox_id)
         info = {
@@ -273,7 +259,7 @@ class FixedSource:
             started = self._now - timedelta(minutes=i, seconds=mailbox_id)
             failed = row.consecutive_failures > i
             runs.append(
-                PollRunRow(
+                ops.PollRunRow(
                     100 - i,
                     started,
                     started + timedelta(seconds=2),
@@ -286,23 +272,23 @@ class FixedSource:
             )
         return info, runs
 
-    def scheduled_polls(self, offset: int = 0, limit: int = 500) -> tuple[list[ScheduledPoll], int]:
+    def scheduled_polls(self, offset: int = 0, limit: int = 500) -> tuple[list[ops.ScheduledPoll], int]:
         self._read()
         polls = [
-            ScheduledPoll(keys.schedule_entry(r.id), r.id, r.name, 60, r.next_run_at)
+            ops.ScheduledPoll(keys.schedule_entry(r.id), r.id, r.name, 60, r.next_run_at)
             for r in self.mailboxes
             if r.state not in ("paused", "auth_error") and r.id != 8
         ]
-        polls.append(ScheduledPoll(keys.schedule_entry(42), 42, None, 300, self._now + timedelta(seconds=100)))
+        polls.append(ops.ScheduledPoll(keys.schedule_entry(42), 42, None, 300, self._now + timedelta(seconds=100)))
         return polls[offset : offset + limit], len(polls)
 
-    def schedule_diff(self) -> ScheduleDiff:
+    def schedule_diff(self) -> ops.ScheduleDiff:
         self._read()
-        return ScheduleDiff(missing=[8], stale=[keys.schedule_entry(42)], changed=[])
+        return ops.ScheduleDiff(missing=[8], stale=[keys.schedule_entry(42)], changed=[])
 
-    def resync(self) -> ReconcileReport:
+    def resync(self) -> ops.ReconcileReport:
         self.calls.append(("resync", None))
-        return ReconcileReport(added=[8], removed=[keys.schedule_entry(42)], updated=[], unchanged=5)
+        return ops.ReconcileReport(added=[8], removed=[keys.schedule_entry(42)], updated=[], unchanged=5)
 
     def poll_now(self, mailbox_ids: list[int]) -> list[str]:
         self.calls.append(("poll_now", list(mailbox_ids)))
@@ -322,14 +308,14 @@ class FixedSource:
         self.calls.append(("test_login", mailbox_id))
         return Probe(capabilities=["IMAP4rev1", "IDLE", "CONDSTORE"], folders=["INBOX"])
 
-    def _messages(self) -> list[MessageRow]:
+    def _messages(self) -> list[ops.MessageRow]:
         subjects = ["Invoice 2026-113", "Re: order #5521 missing", HOSTILE, "Weekly report", "Password reset", "(no subject)"]
         senders = ["Ann <ann@example.com>", "shop@shop.example", "\x1b[5m[blink]evil[/blink] <x@hostile.example>", "ops@ops.example"]
         rows = []
         for i in range(12, 0, -1):
             box = self.mailboxes[i % 3]
             rows.append(
-                MessageRow(
+                ops.MessageRow(
                     100 + i,
                     box.id,
                     box.name,
@@ -345,7 +331,7 @@ class FixedSource:
 
     def messages(
         self, offset: int = 0, limit: int = 200, mailbox_id: int | None = None, text: str | None = None
-    ) -> tuple[list[MessageRow], int]:
+    ) -> tuple[list[ops.MessageRow], int]:
         self._read()
         rows = [
             r
@@ -355,7 +341,7 @@ class FixedSource:
         ]
         return rows[offset : offset + limit], len(rows)
 
-    def message_detail(self, message_id: int) -> MessageDetail:
+    def message_detail(self, message_id: int) -> ops.MessageDetail:
         self._read()
         row = next((r for r in self._messages() if r.id == message_id), None)
         if row is None:
@@ -363,7 +349,7 @@ class FixedSource:
         headers = [("From", row.from_addr or ""), ("To", "support@acme.example"), ("Subject", row.subject or ""), ("X-Hostile", HOSTILE)]
         text = f"Hello,\n\nthe body of message {row.id}, shown literally: {HOSTILE}\n\n-- \nAnn"
         attachments = [
-            AttachmentRow(900 + n, name, "application/pdf", 4096 * (n + 1))
+            ops.AttachmentRow(900 + n, name, "application/pdf", 4096 * (n + 1))
             for n, name in enumerate(["r.pdf", "../../etc/passwd"][: row.attachments])
         ]
-        return MessageDetail(row, "INBOX", headers, text, False, attachments)
+        return ops.MessageDetail(row, "INBOX", headers, text, False, attachments)

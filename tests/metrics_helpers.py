@@ -6,9 +6,10 @@ import threading
 import urllib.error
 import urllib.request
 
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from mailq import exporter
+from mailq.exporter import make_app
 
 
 def fetch(url: str) -> tuple[int, str]:
@@ -43,10 +44,18 @@ class InProcessExporter:
 
         from prometheus_client.exposition import ThreadingWSGIServer, _SilentHandler
 
-        self.server = make_server("127.0.0.1", 0, exporter.make_app(settings), ThreadingWSGIServer, handler_class=_SilentHandler)
+        self.server = make_server("127.0.0.1", 0, make_app(settings), ThreadingWSGIServer, handler_class=_SilentHandler)
         self.base = f"http://127.0.0.1:{self.server.server_address[1]}"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+@pytest.fixture
+def exporter(settings):
+    """The exporter of the test's settings, serving in this process; test modules import it by name."""
+    e = InProcessExporter(settings)
+    yield e
+    e.close()

@@ -15,11 +15,11 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from mailq import mailboxes
 from mailq.models import Mailbox
 from mailq.oauth import apps
+from tests.helpers import UserPool, serve
 from tests.oauth_server import AuthServer
 from tests.testbed.dovecot import Dovecot
 
-_POOL = [f"oa{i:04d}" for i in range(300)]
-_next_user = itertools.count()
+_USERS = UserPool("oa", 300)
 _next_app = itertools.count()
 
 
@@ -44,21 +44,14 @@ def auth_server(auth_server_session):
 def oauth_dovecot(tmp_path_factory, auth_server_session):
     """A private Dovecot taking passwords and XOAUTH2/OAUTHBEARER, tokens introspected at the auth server."""
     server = Dovecot(tmp_path_factory.mktemp("dovecot-oauth"), oauth2_introspection_url=auth_server_session.introspect_url)
-    server.add_users({name: f"pw-{name}" for name in _POOL})
-    server.start()
-    yield server
-    server.stop()
+    server.add_users(_USERS.passwords())
+    yield from serve(server)
 
 
 @pytest.fixture
 def oauth_user(oauth_dovecot):
     """A fresh IMAP user on the OAuth Dovecot (its password exists only so Dovecot's userdb knows it)."""
-    index = next(_next_user)
-    if index < len(_POOL):
-        return _POOL[index]
-    name = f"oa{os.getpid()}x{index}"
-    oauth_dovecot.add_user(name, f"pw-{name}")
-    return name
+    return _USERS.take(oauth_dovecot)[0]
 
 
 def add_app(

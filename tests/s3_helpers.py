@@ -13,6 +13,7 @@ import uuid
 
 import pytest
 
+from tests.helpers import serve
 from tests.testbed.s3d import S3Server
 
 _AWS_VARS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_ENDPOINT_URL")
@@ -21,10 +22,7 @@ _prefixes = itertools.count(1)
 
 @pytest.fixture(scope="session")
 def s3_server(tmp_path_factory):
-    server = S3Server(tmp_path_factory.mktemp("s3"))
-    server.start()
-    yield server
-    server.stop()
+    yield from serve(S3Server(tmp_path_factory.mktemp("s3")))
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ import itertools
 
 import pytest
 
+from tests.helpers import serve
 from tests.testbed.cyrus import Cyrus
 
 _cyrus_users = itertools.count(1)
@@ -18,10 +19,7 @@ _cyrus_users = itertools.count(1)
 
 @pytest.fixture(scope="session")
 def cyrus(tmp_path_factory):
-    server = Cyrus(tmp_path_factory.mktemp("cyrus"))
-    server.start()
-    yield server
-    server.stop()
+    yield from serve(Cyrus(tmp_path_factory.mktemp("cyrus")))
 
 
 @pytest.fixture(params=["dovecot", "cyrus"])

@@ -3,29 +3,15 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-import tempfile
-from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+from tests.helpers import left_behind, run_script
+
 HEADLINE = ["first_ingest_s", "first_ingest_msgs_per_s", "first_ingest_cpu_s", "latency_p50_s", "latency_p95_s"]
 
 
 def test_quick_bench_completes_and_reports_every_figure(tmp_path):
     out = tmp_path / "bench.json"
-    scratch = Path(tempfile.mkdtemp(prefix="mqb-"))  # short: Dovecot's unix sockets live under it (108-byte limit)
-    env = dict(os.environ, TMPDIR=str(scratch), COLUMNS="200")
-    proc = subprocess.run(
-        [sys.executable, str(REPO / "scripts" / "bench"), "--quick", "--json", str(out)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        stdin=subprocess.DEVNULL,
-        env=env,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:] + proc.stdout[-3000:]
+    proc, scratch = run_script("bench", "--quick", "--json", str(out), scratch_prefix="mqb-", timeout=120, COLUMNS="200")
     doc = json.loads(out.read_text())
     for key in HEADLINE:
         assert isinstance(doc[key], (int, float)) and doc[key] > 0, key
@@ -40,6 +26,5 @@ def test_quick_bench_completes_and_reports_every_figure(tmp_path):
     assert doc["ratios"]["seed_celery_vs_apscheduler"] == seed["apscheduler_s"] / seed["celery_5_workers_s"]
     assert doc["ratios"]["mailq_vs_bare_rate"] > 0 and doc["ratios"]["speedup_vs_sequential"] > 0
     assert "first ingest" in proc.stdout
-    left = list(scratch.iterdir())
-    scratch.rmdir() if not left else None
+    left = left_behind(scratch)
     assert left == [], "the bench left files behind"

@@ -3,13 +3,9 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-import tempfile
-from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+from tests.helpers import left_behind, run_script
+
 NUMBERS = ["polls_per_min", "demand_polls_per_min", "gap_p50_s", "gap_p95_s", "gap_max_s", "window_s"]
 PER_POLL = ["mailq", "scheduler", "workers", "redis", "dovecot"]
 SHARES = ["mailq", "redis", "dovecot", "whole_machine_busy"]
@@ -17,16 +13,7 @@ SHARES = ["mailq", "redis", "dovecot", "whole_machine_busy"]
 
 def test_steady_smoke_completes_and_reports_every_figure(tmp_path):
     out = tmp_path / "steady.json"
-    scratch = Path(tempfile.mkdtemp(prefix="mqs-"))  # short: Dovecot's unix sockets live under it (108-byte limit)
-    proc = subprocess.run(
-        [sys.executable, str(REPO / "scripts" / "bench_steady.py"), "--smoke", "--json", str(out)],
-        capture_output=True,
-        text=True,
-        timeout=180,
-        stdin=subprocess.DEVNULL,
-        env=dict(os.environ, TMPDIR=str(scratch)),
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:] + proc.stdout[-3000:]
+    proc, scratch = run_script("bench_steady.py", "--smoke", "--json", str(out), scratch_prefix="mqs-", timeout=180)
     doc = json.loads(out.read_text())
     steady, bare = doc["steady"], doc["bare"]
     for key in NUMBERS:
@@ -41,6 +28,5 @@ def test_steady_smoke_completes_and_reports_every_figure(tmp_path):
     assert bare["polls"] == doc["params"]["mailboxes"] and bare["client_cpu_ms_per_poll"] > 0
     assert bare["dovecot_cpu_ms_per_poll"] >= 0 and doc["ratios"]["mailq_vs_bare_client_cpu"] > 0
     assert "CPU per poll" in proc.stdout and "bare idle poll" in proc.stdout
-    left = list(scratch.iterdir())
-    scratch.rmdir() if not left else None
+    left = left_behind(scratch)
     assert left == [], "the bench left files behind"

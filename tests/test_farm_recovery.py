@@ -14,7 +14,7 @@ from tests.testbed.dovecot import Dovecot, free_port
 from tests.testbed.mailgen import make_messages
 
 from .farm_helpers import add_mailboxes, duplicates, farm, runs_of, scheduler_passes, stored  # noqa: F401
-from .helpers import run_cli, wait_for
+from .helpers import mailbox_add_args, run_cli, wait_for
 
 pytestmark = pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
 
@@ -54,26 +54,7 @@ def test_a_wrong_password_costs_one_login_then_parks_the_mailbox_until_it_is_fix
     assert dovecot.login_attempts(user) == 1
     assert scheduled(settings) == 0 and stored([box.id]) == 0
 
-    result = run_cli(
-        [
-            "mailbox",
-            "add",
-            box.name,
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(dovecot.imap_port),
-            "--security",
-            "plain",
-            "--username",
-            user,
-            "--password-stdin",
-            "--interval",
-            "1",
-        ],
-        capsys,
-        stdin=password + "\n",
-    )
+    result = run_cli(mailbox_add_args(box.name, dovecot.imap_port, user, "--interval", "1"), capsys, stdin=password + "\n")
     assert result.code == 0, result.err
     wait_for(lambda: stored([box.id]) == 3, timeout=30, what="polling resumed with the new password")
     assert Mailbox.get_by_id(box.id).state == "ok"

@@ -21,7 +21,7 @@ from tests.chaos.farm import Farm
 from tests.chaos.verify import verify_mailbox
 from tests.console_helpers import screenshot_of_farm
 from tests.corpus_hostile import ESC_SUBJECT, MARKERS, MARKUP_SUBJECT, all_messages
-from tests.helpers import wait_for
+from tests.helpers import mailbox_add_args, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -66,23 +66,7 @@ def hostile_farm(tmp_path_factory):
     before = set(_shallow_strays())
     with Farm(root / "farm", db_kind="sqlite", interval=1) as farm:
         user = farm.add_mailboxes(1, prefix="hostile")[0]
-        farm.cli(
-            "mailbox",
-            "add",
-            MARKUP_NAME,
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(farm.dovecot.imap_port),
-            "--security",
-            "plain",
-            "--username",
-            user,
-            "--password-stdin",
-            "--interval",
-            "1",
-            stdin=farm.passwords[user] + "\n",
-        )
+        farm.cli(*mailbox_add_args(MARKUP_NAME, farm.dovecot.imap_port, user, "--interval", "1"), stdin=farm.passwords[user] + "\n")
         corpus = all_messages()
         farm.dovecot.deliver_many((user, raw) for _, raw in corpus)
         expected = farm.dovecot.message_count(user)

@@ -14,7 +14,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("mailq", "console")
-MAX_LINES = 450  # "about 400": room for a merge, not for a second job in one module
+MAX_LINES = 420  # "about 400": room for a merge, not for a second job in one module
 # Imports inside functions, each for a reason (module -> what it imports).
 LATE_IMPORTS = {
     ("mailq.cli.console_cmd", "console.app"): "Textual loads only for `mailq console`",

@@ -13,14 +13,7 @@ from mailq.keys import SCHEDULER_RECONCILED as RECONCILED_KEY
 from mailq.models import Mailbox, utcnow
 from mailq.queues import connect
 
-from .metrics_helpers import InProcessExporter, fetch, samples, value
-
-
-@pytest.fixture
-def exporter(settings):
-    e = InProcessExporter(settings)
-    yield e
-    e.close()
+from .metrics_helpers import InProcessExporter, exporter, fetch, samples, value  # noqa: F401 (exporter: a fixture)
 
 
 def test_recorded_figures_come_out_with_prometheus_names_and_a_fresh_process_sees_them(settings, exporter):

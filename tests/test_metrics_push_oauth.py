@@ -15,16 +15,9 @@ from mailq.push import leases
 from mailq.queues import connect
 from tests.oauth_helpers import add_app, add_oauth_mailbox, auth_server, auth_server_session, oauth_dovecot, oauth_user
 
-from .metrics_helpers import InProcessExporter, samples, value
+from .metrics_helpers import exporter, samples, value  # noqa: F401 (exporter: a fixture)
 
 __all__ = ["auth_server", "auth_server_session", "oauth_dovecot", "oauth_user"]  # fixtures
-
-
-@pytest.fixture
-def exporter(settings):
-    e = InProcessExporter(settings)
-    yield e
-    e.close()
 
 
 def test_push_connections_are_counted_over_live_idlers_only(settings, exporter):

@@ -6,8 +6,6 @@ from datetime import datetime
 
 from rich.text import Text
 from textual import on
-from textual.app import ComposeResult
-from textual.widgets import DataTable, Static
 
 from mailq.ops import FailedJob
 from mailq.text import literal
@@ -16,10 +14,8 @@ from .. import commands
 from .. import format as fmt
 from ..source import Source
 from ..widgets.filter_bar import FilterBar
-from ..widgets.keyed_table import KeyedTable
-from .base import LiveScreen
 from .confirm import ConfirmScreen
-from .paged import Paged
+from .listing import ListScreen
 
 COLUMNS = [
     ("id", "Job id"),
@@ -32,16 +28,11 @@ COLUMNS = [
 
 
 def failed_row(job: FailedJob, now: datetime) -> list:
-    mailbox = (
-        fmt.cell(job.mailbox_name, 40)
-        if job.mailbox_name
-        else (Text(f"#{job.mailbox_id}") if job.mailbox_id is not None else fmt.cell(None))
-    )
     return [
         fmt.cell(job.id, 48),
         fmt.cell(job.queue, 16),
         fmt.cell(job.function, 40),
-        mailbox,
+        fmt.mailbox(job.mailbox_name, job.mailbox_id),
         fmt.cell(job.error_line, 70, style="red"),
         fmt.ago(job.failed_at, now),
     ]
@@ -75,55 +66,40 @@ def delete(app, job_id: str, then=None) -> None:
     )
 
 
-class FailedScreen(Paged, LiveScreen):
+class FailedScreen(ListScreen):
     """The failed-job list; `/` finds jobs by id (or function or error text)."""
 
     SCOPE = VIEW = "failed"
     BINDINGS = commands.bindings("failed")
     PAGE = 100
+    COLUMNS, TABLE_ID, INFO_ID = COLUMNS, "failed", "failed-info"
+    FILTER = ("find: job id, function or error text", "failed-find")
 
     def __init__(self) -> None:
         super().__init__()
         self.find_text: str | None = None
-        self.jobs: dict[str, FailedJob] = {}
 
-    def compose(self) -> ComposeResult:
-        yield from self.compose_top()
-        yield Static(id="failed-info", classes="info")
-        yield FilterBar("find: job id, function or error text", id="failed-find")
-        yield KeyedTable(COLUMNS, id="failed")
-        yield from self.compose_bottom()
+    def read(self, source: Source) -> tuple[list[FailedJob], int]:
+        return source.failed_jobs(offset=self.page_offset, limit=self.PAGE, search=self.find_text)
 
-    def on_mount(self) -> None:
-        self.query_one(KeyedTable).focus()
-        self._show_info()
+    def row_key(self, job: FailedJob) -> str:
+        return job.id
 
-    def fetch(self, source: Source) -> tuple[list[FailedJob], int, datetime]:
-        jobs, total = source.failed_jobs(offset=self.page_offset, limit=self.PAGE, search=self.find_text)
-        return jobs, total, source.now()
+    def cells(self, job: FailedJob, now: datetime) -> list:
+        return failed_row(job, now)
 
-    def show(self, data: tuple[list[FailedJob], int, datetime]) -> None:
-        jobs, total, now = data
-        if self.settle_page(total):
-            self.app.refresh_now()
-        self.jobs = {j.id: j for j in jobs}
-        table = self.query_one(KeyedTable)
-        table.sync((key, failed_row(j, now)) for key, j in self.jobs.items())
-        self.after_sync(table)
-        self._show_info()
-
-    def _show_info(self) -> None:
+    def info(self) -> Text:
         info = Text()
         info.append(f"{self.total:,} failed", style="bold red" if self.total else "green")
         if self.find_text:
             info.append("  matching ", style="dim")
             info.append(self.find_text)
         info.append(f"  {self.page_label()}", style="dim")
-        self.query_one("#failed-info", Static).update(info)
+        return info
 
     def current(self) -> str | None:
-        key = self.query_one(KeyedTable).current_key
-        return key if key in self.jobs else None
+        job = self.current_row()
+        return job.id if job else None
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action in ("open", "requeue", "delete"):
@@ -132,14 +108,6 @@ class FailedScreen(Paged, LiveScreen):
             return True if self.total and not self.find_text else None
         return self.check_page_action(action)
 
-    @on(DataTable.RowHighlighted)
-    def _highlighted(self) -> None:
-        self.update_bindings()
-
-    @on(DataTable.RowSelected)
-    def _selected(self) -> None:
-        self.action_open()
-
     def action_open(self) -> None:
         from .failed_detail import FailedJobScreen
 
@@ -147,14 +115,12 @@ class FailedScreen(Paged, LiveScreen):
             self.app.push_screen(FailedJobScreen(job_id))
 
     def action_find(self) -> None:
-        self.query_one(FilterBar).open()
+        self.open_filter()
 
     @on(FilterBar.Applied)
     def _find(self, event: FilterBar.Applied) -> None:
         self.find_text = event.value.strip() or None
-        self.reset_page()
-        self._show_info()
-        self.app.refresh_now()
+        self.filter_changed()
 
     def action_requeue(self) -> None:
         if (job_id := self.current()) is not None:

@@ -6,8 +6,6 @@ from datetime import datetime
 
 from rich.text import Text
 from textual import on
-from textual.app import ComposeResult
-from textual.widgets import DataTable, Static
 
 from mailq.ops import MailboxRow
 from mailq.states import DISPLAY_STATES
@@ -16,10 +14,8 @@ from .. import commands
 from .. import format as fmt
 from ..source import Source
 from ..widgets.filter_bar import FilterBar
-from ..widgets.keyed_table import KeyedTable
-from .base import LiveScreen
+from .listing import ListScreen
 from .mailbox_actions import MAILBOX_ACTIONS, MailboxActions, Target
-from .paged import Paged
 
 STATES = DISPLAY_STATES
 COLUMNS = [  # what an operator scans for comes first: at 80 columns the rest is scrolled to
@@ -70,45 +66,27 @@ def mailbox_row(row: MailboxRow, now: datetime) -> list:
     ]
 
 
-class MailboxesScreen(Paged, MailboxActions, LiveScreen):
+class MailboxesScreen(MailboxActions, ListScreen):
     """The mailbox list; Enter opens the detail view of the selected mailbox."""
 
     SCOPE = VIEW = "mailboxes"
     BINDINGS = commands.bindings("mailboxes")
     PAGE = 200
+    COLUMNS, TABLE_ID, INFO_ID = COLUMNS, "mailboxes", "mailboxes-info"
+    FILTER = ("filter: text, state:failing, state:auth_error, state:paused, state:ok", "mailbox-filter")
 
     def __init__(self) -> None:
         super().__init__()
         self.filter_text: str | None = None
         self.filter_state: str | None = None
-        self.rows_by_key: dict[str, MailboxRow] = {}
 
-    def compose(self) -> ComposeResult:
-        yield from self.compose_top()
-        yield Static(id="mailboxes-info", classes="info")
-        yield FilterBar("filter: text, state:failing, state:auth_error, state:paused, state:ok", id="mailbox-filter")
-        yield KeyedTable(COLUMNS, id="mailboxes")
-        yield from self.compose_bottom()
+    def read(self, source: Source) -> tuple[list[MailboxRow], int]:
+        return source.mailbox_rows(offset=self.page_offset, limit=self.PAGE, text=self.filter_text, state=self.filter_state)
 
-    def on_mount(self) -> None:
-        self.query_one(KeyedTable).focus()
-        self._show_info()
+    def cells(self, row: MailboxRow, now: datetime) -> list:
+        return mailbox_row(row, now)
 
-    def fetch(self, source: Source) -> tuple[list[MailboxRow], int, datetime]:
-        rows, total = source.mailbox_rows(offset=self.page_offset, limit=self.PAGE, text=self.filter_text, state=self.filter_state)
-        return rows, total, source.now()
-
-    def show(self, data: tuple[list[MailboxRow], int, datetime]) -> None:
-        rows, total, now = data
-        if self.settle_page(total):
-            self.app.refresh_now()
-        self.rows_by_key = {str(r.id): r for r in rows}
-        table = self.query_one(KeyedTable)
-        table.sync((key, mailbox_row(r, now)) for key, r in self.rows_by_key.items())
-        self.after_sync(table)
-        self._show_info()
-
-    def _show_info(self) -> None:
+    def info(self) -> Text:
         info = Text()
         info.append("state ", style="dim")
         info.append(self.filter_state or "all", style=fmt.STATE_STYLES.get(self.filter_state or "", "bold"))
@@ -116,11 +94,10 @@ class MailboxesScreen(Paged, MailboxActions, LiveScreen):
             info.append("  text ", style="dim")
             info.append(self.filter_text)
         info.append(f"  {self.page_label()}", style="dim")
-        self.query_one("#mailboxes-info", Static).update(info)
+        return info
 
     def target(self) -> Target | None:
-        key = self.query_one(KeyedTable).current_key
-        row = self.rows_by_key.get(key) if key else None
+        row = self.current_row()
         return Target(row.id, row.name, row.state) if row else None
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
@@ -130,14 +107,6 @@ class MailboxesScreen(Paged, MailboxActions, LiveScreen):
             return True if self.target() else None
         return self.check_page_action(action)
 
-    @on(DataTable.RowHighlighted)
-    def _highlighted(self) -> None:
-        self.update_bindings()
-
-    @on(DataTable.RowSelected)
-    def _selected(self) -> None:
-        self.action_open()
-
     def action_open(self) -> None:
         from .mailbox_detail import MailboxScreen
 
@@ -145,12 +114,12 @@ class MailboxesScreen(Paged, MailboxActions, LiveScreen):
             self.app.push_screen(MailboxScreen(t.id, t.name))
 
     def action_filter(self) -> None:
-        self.query_one(FilterBar).open()
+        self.open_filter()
 
     def action_cycle_state(self) -> None:
         order = (None,) + STATES
         self.filter_state = order[(order.index(self.filter_state) + 1) % len(order)]
-        self._filter_changed()
+        self.filter_changed()
 
     @on(FilterBar.Applied)
     def _filter_applied(self, event: FilterBar.Applied) -> None:
@@ -158,9 +127,4 @@ class MailboxesScreen(Paged, MailboxActions, LiveScreen):
         self.filter_text = text
         if state is not None or not event.value:
             self.filter_state = state
-        self._filter_changed()
-
-    def _filter_changed(self) -> None:
-        self.reset_page()
-        self._show_info()
-        self.app.refresh_now()
+        self.filter_changed()

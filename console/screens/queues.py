@@ -32,17 +32,12 @@ def worker_row(w: WorkerInfo) -> list:
     heartbeat = fmt.seconds(w.heartbeat_age_s)
     if w.stale:
         heartbeat = Text(f"{heartbeat.plain} (stale)", style="bold red")
-    mailbox = (
-        fmt.cell(w.current_mailbox_name, 40)
-        if w.current_mailbox_name
-        else (Text(f"#{w.current_mailbox_id}") if w.current_mailbox_id is not None else fmt.cell(None))
-    )
     return [
         fmt.cell(w.name, 40),
         fmt.cell(f"{w.hostname} / {w.pid if w.pid is not None else '?'}", 40),
         state,
         fmt.cell(w.current_job_id, 40),
-        mailbox,
+        fmt.mailbox(w.current_mailbox_name, w.current_mailbox_id),
         heartbeat,
         fmt.count(w.successes),
         fmt.count(w.failures, warn=True),

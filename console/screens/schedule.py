@@ -16,10 +16,8 @@ from mailq.ops import ScheduleDiff, ScheduledPoll
 from .. import commands
 from .. import format as fmt
 from ..source import Source, describe_failure
-from ..widgets.keyed_table import KeyedTable
-from .base import LiveScreen
+from .listing import ListScreen
 from .mailbox_actions import resync
-from .paged import Paged
 
 COLUMNS = [("job", "Job id"), ("mailbox", "Mailbox"), ("interval", ">Interval"), ("next_run", "Next run"), ("note", "Note")]
 SHOW_IDS = 12
@@ -61,56 +59,51 @@ def poll_row(poll: ScheduledPoll, now: datetime, stale: set[str], changed: set[i
         note = Text("interval/queue changed", style="yellow")
     else:
         note = Text("")
-    mailbox = (
-        fmt.cell(poll.mailbox_name, 40)
-        if poll.mailbox_name
-        else (Text(f"#{poll.mailbox_id}", style="dim") if poll.mailbox_id is not None else fmt.cell(None))
-    )
+    mailbox = fmt.mailbox(poll.mailbox_name, poll.mailbox_id, id_style="dim")
     interval = Text(f"{poll.interval:,}s", justify="right") if poll.interval else fmt.cell(None)
     return [fmt.cell(poll.job_id, 40), mailbox, interval, fmt.ago(poll.next_run_at, now), note]
 
 
-class ScheduleScreen(Paged, LiveScreen):
+class ScheduleScreen(ListScreen):
     """The polls rq-dashboard and rq-exporter cannot show."""
 
     SCOPE = VIEW = "schedule"
     BINDINGS = commands.bindings("schedule")
     PAGE = 200
+    COLUMNS, TABLE_ID = COLUMNS, "schedule"
 
     def __init__(self) -> None:
         super().__init__()
         self.diff: ScheduleDiff | None = None
         self._diff_read_at = float("-inf")  # monotonic
         self._diff_checked: datetime | None = None
+        self._notes: tuple[set[str], set[int]] = (set(), set())  # (stale job ids, changed mailbox ids) of the last diff
 
-    def compose(self) -> ComposeResult:
-        yield from self.compose_top()
+    def compose_head(self) -> ComposeResult:
         with Vertical(classes="panel", id="diff-panel"):
             yield Static(id="schedule-diff")
-        yield KeyedTable(COLUMNS, id="schedule")
-        yield from self.compose_bottom()
 
     def on_mount(self) -> None:
         self.query_one("#diff-panel").border_title = "Differences from the database"
         self.query_one("#schedule").border_title = "Recurring polls"
-        self.query_one(KeyedTable).focus()
+        super().on_mount()
 
-    def fetch(self, source: Source) -> tuple[list[ScheduledPoll], int, datetime]:
-        polls, total = source.scheduled_polls(offset=self.page_offset, limit=self.PAGE)
-        return polls, total, source.now()
+    def read(self, source: Source) -> tuple[list[ScheduledPoll], int]:
+        return source.scheduled_polls(offset=self.page_offset, limit=self.PAGE)
+
+    def row_key(self, poll: ScheduledPoll) -> str:
+        return poll.job_id
+
+    def cells(self, poll: ScheduledPoll, now: datetime) -> list:
+        return poll_row(poll, now, *self._notes)
 
     def show(self, data: tuple[list[ScheduledPoll], int, datetime]) -> None:
         polls, total, now = data
-        if self.settle_page(total):
-            self.app.refresh_now()
         if time.monotonic() - self._diff_read_at >= DIFF_EVERY:
             self._diff_read_at = time.monotonic()
             self._compare(self.app.source)
-        stale = set(self.diff.stale) if self.diff else set()
-        changed = set(self.diff.changed) if self.diff else set()
-        table = self.query_one(KeyedTable)
-        table.sync((p.job_id, poll_row(p, now, stale, changed)) for p in polls)
-        self.after_sync(table)
+        self._notes = (set(self.diff.stale), set(self.diff.changed)) if self.diff else (set(), set())
+        table = self.show_rows(polls, total, now)
         table.border_subtitle = self.page_label()
         panel = self.query_one("#diff-panel")
         panel.border_subtitle = (

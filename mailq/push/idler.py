@@ -11,7 +11,7 @@ Connection care: every connect, login and DONE has an absolute deadline (the
 poll path's connect/read timeouts); IDLE is re-issued every ``idle_refresh``;
 a failed connection retries with exponential backoff plus jitter, and every
 (re)connection passes one rate gate (``idler_connect_rate``), so after a server
-restart the connections come back spread over time. A login rejection is
+restart the connections come back spread over time (``connecting.py``). A login rejection is
 recorded once in the shared health (``auth_error``) and the idler stops trying
 until the credentials change. One connection per mailbox (its INBOX, or its
 first folder): one of a provider's ~15 per-account connections.
@@ -30,18 +30,17 @@ import socket
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
 
 import redis
 
-from .. import crypto, db, health, logs
+from .. import db, health, logs
 from ..config import Settings
 from ..errors import AuthError, ImapError, MailqError
-from ..imap import ssl_context
 from ..queues import connect
 from . import leases, status, trigger
 from .client import IdleClient
-from .targets import Target, Targets, oauth_credentials
+from .connecting import Connector, Gate, backoff
+from .targets import Target, Targets
 
 log = logging.getLogger("mailq.idler")
 
@@ -49,27 +48,6 @@ TARGETS_REFRESH_S = 10.0
 """How often the idler re-reads which mailboxes are pushable (new, removed, paused, new password)."""
 FLUSH_S = 0.2
 """How often states are published and wanted polls submitted: the coalescing window of a burst."""
-BACKOFF_MAX_S = 300.0
-
-
-def backoff(failures: int, rng: random.Random = random) -> float:
-    """Seconds before reconnect attempt ``failures``: 1, 2, 4 ... capped, each times 0.5-1.5 (no lockstep)."""
-    return min(BACKOFF_MAX_S, 2.0 ** min(failures - 1, 20) * rng.uniform(0.5, 1.5))
-
-
-class Gate:
-    """At most ``rate`` connection attempts per second, first come first served."""
-
-    def __init__(self, rate: float):
-        self.interval = 1.0 / rate
-        self._next = 0.0
-
-    async def take(self) -> None:
-        now = time.monotonic()
-        at = max(now, self._next)
-        self._next = at + self.interval
-        if at > now:
-            await asyncio.sleep(at - now)
 
 
 class Idler:
@@ -85,10 +63,10 @@ class Idler:
         self._dirty: dict[int, str | None] = {}
         self._wanted: set[int] = set()
         self._waiting: dict[int, str] = {}
-        self._contexts: dict[str, Any] = {}
         self._renewed_at = 0.0
         self._gate = Gate(settings.idler_connect_rate)
         self._executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="mailq-idler")
+        self._connector = Connector(settings, self._call)
         self._stop = asyncio.Event()
         self._refreshing = asyncio.Lock()
         self.submitted = 0
@@ -277,17 +255,6 @@ class Idler:
     def want_poll(self, mid: int) -> None:
         self._wanted.add(mid)
 
-    def _context(self, target: Target):
-
-        key = target.ca_file or ""
-        if key not in self._contexts:
-
-            class _Box:
-                ca_file = target.ca_file
-
-            self._contexts[key] = ssl_context(self.settings, _Box())
-        return self._contexts[key]
-
     async def _hold(self, mid: int) -> None:
         failures = 0
         while True:
@@ -298,7 +265,7 @@ class Idler:
             await self._gate.take()
             client = IdleClient(target.where)
             try:
-                await self._connect(client, target)
+                await self._connector.connect(client, target)
                 if "IDLE" not in client.capabilities:
                     await client.logout(1.0)
                     await self._no_idle(target)
@@ -338,31 +305,6 @@ class Idler:
             health.end_backoff(mid)  # the server is back: a poll failed meanwhile must not delay the pushed one
         finally:
             db.close()
-
-    async def _connect(self, client: IdleClient, target: Target) -> None:
-        s = self.settings
-        context = self._context(target) if target.security in ("ssl", "starttls") else None
-        await client.open(target.host, target.port, target.security, context, s.connect_timeout)
-        if target.auth == "oauth2":
-            await self._sign_in(client, target)
-        else:
-            password = crypto.decrypt(s, target.secret, f"the password of mailbox {target.id}")
-            await client.login(target.username, password, s.read_timeout)
-            del password
-        if "IDLE" in client.capabilities:
-            await client.examine(target.folder, s.read_timeout)
-
-    async def _sign_in(self, client: IdleClient, target: Target) -> None:
-        """OAuth2: a token from the same cache and per-mailbox refresh lock the workers use; one retry with a
-        forced refresh when the server refuses a cached token (it may have been revoked early)."""
-        creds = await self._call(oauth_credentials, self.settings, target.id, None)
-        try:
-            await client.authenticate(creds.username, creds.mechanism, creds.secret, self.settings.read_timeout, creds.on_rejection)
-        except AuthError:
-            retry = await self._call(oauth_credentials, self.settings, target.id, creds)
-            if retry is None:
-                raise
-            await client.authenticate(retry.username, retry.mechanism, retry.secret, self.settings.read_timeout, retry.on_rejection)
 
     async def _idle(self, client: IdleClient, mid: int) -> None:
         """IDLE, re-issued every ``idle_refresh``; DONE must be answered within the read timeout."""

@@ -13,6 +13,9 @@ from pathlib import Path
 
 from mailq.mailboxes import CSV_COLUMNS
 
+CSV_HEADER = ",".join(CSV_COLUMNS) + "\n"
+"""The header line of ``mailq mailbox import``'s CSV (rows may stop after any column)."""
+
 
 def user_name(i: int) -> str:
     return f"user{i:04d}"

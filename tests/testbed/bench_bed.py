@@ -21,6 +21,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn
 from rq import Queue, Worker
 from rq.registry import FailedJobRegistry, StartedJobRegistry
 
+from mailq import config, db, migrations
 from mailq.keys import SCHEDULED, SCHEDULER_ALIVE, SCHEDULER_RECONCILED, mailbox_of_entry
 from mailq.queues import QUEUE_NAMES
 from tests.testbed.accounts import password_for, tagged, user_name, write_mailbox_csv
@@ -38,11 +39,42 @@ class BenchError(RuntimeError):
     """Raised when a phase cannot complete (a timeout, a failing command); the message says which."""
 
 
+class BigDovecot(Dovecot):
+    """The test bed's Dovecot with the limits 10,000 concurrent IDLE sessions need (scripts/bench_push.py).
+
+    imap processes serve 100 sessions each (``client_limit``) instead of one: 10,000
+    sessions are 100 processes, not 10,000. Each process wants an inotify instance
+    for IDLE and ``fs.inotify.max_user_instances`` is 128 per uid by default: with 25
+    sessions a process (400 processes) most fell back to timed checks and push
+    latency at 10,000 went to ~40 s; 250 a process made Dovecot refuse hand-offs
+    ("net_connect_unix(imap) failed"). Every client limit Dovecot counts sessions
+    against (default, stats, anvil) is raised past 10,000.
+    """
+
+    def _write_config(self) -> None:
+        super()._write_config()
+        text = self.conf_path.read_text()
+        text = text.replace("default_client_limit = 4000", "default_client_limit = 40000")
+        text = text.replace("service imap {\n", "service imap {\n  client_limit = 100\n", 1)
+        text = text.replace("service anvil {\n  client_limit = 8000", "service anvil {\n  client_limit = 40000")
+        text += "service stats {\n  client_limit = 40000\n}\nimap_idle_notify_interval = 2 mins\n"
+        self.conf_path.write_text(text)
+
+
 @dataclass
 class Bed:
-    """Dovecot, Redis and mailq's var directories in one temporary root; close() removes it all."""
+    """Dovecot, Redis and mailq's var directories in one temporary root; close() stops it all (the caller removes the root).
+
+    Each var dir (``env(var)``: "farm", "seq", ...) is one mailq installation: its SQLite
+    database and blobs inside it, on the bed's Redis. ``settings`` go into every var
+    dir's environment (e.g. ``MAILQ_DATABASE_URL`` for PostgreSQL); ``code`` is the mailq
+    tree the processes run.
+    """
 
     root: Path
+    settings: dict[str, str] = field(default_factory=dict)
+    code: Path = REPO
+    dovecot_class: type[Dovecot] = Dovecot
     dovecot: Dovecot = field(init=False)
     redis: RedisServer = field(init=False)
     procs: list[Proc] = field(default_factory=list)
@@ -51,27 +83,30 @@ class Bed:
     def __post_init__(self) -> None:
         self.logs = self.root / "logs"
         self.logs.mkdir(parents=True, exist_ok=True)
-        self.dovecot = Dovecot(self.root / "dovecot")
+        self.dovecot = self.dovecot_class(self.root / "dovecot")
         self.redis = RedisServer(self.root / "redis")
+        self._key = Fernet.generate_key().decode()
+        self._envs: dict[str, dict[str, str]] = {}
 
     def env(self, var: str) -> dict[str, str]:
-        """mailq's environment for a var dir (farm or sequential): SQLite and blobs inside it."""
-        var_dir = self.root / var
-        if not hasattr(self, "_key"):
-            self._key = Fernet.generate_key().decode()
-        return {
-            "PATH": os.environ.get("PATH", ""),
-            "HOME": os.environ.get("HOME", "/tmp"),
-            "LANG": "C.UTF-8",
-            "TZ": "UTC",
-            "PYTHONPATH": str(REPO),
-            "MAILQ_VAR_DIR": str(var_dir),
-            "MAILQ_DATABASE_URL": f"sqlite:///{var_dir / 'mailq.db'}",
-            "MAILQ_STORAGE_URL": f"file://{var_dir / 'blobs'}",
-            "MAILQ_REDIS_URL": self.redis.url,
-            "MAILQ_SECRET_KEY": self._key,
-            "MAILQ_LOG_LEVEL": "WARNING",
-        }
+        """mailq's environment for a var dir: one dict per var dir, so a change to it holds for what runs next."""
+        if var not in self._envs:
+            var_dir = self.root / var
+            self._envs[var] = {
+                "PATH": os.environ.get("PATH", ""),
+                "HOME": os.environ.get("HOME", "/tmp"),
+                "LANG": "C.UTF-8",
+                "TZ": "UTC",
+                "PYTHONPATH": str(self.code.resolve()),
+                "MAILQ_VAR_DIR": str(var_dir),
+                "MAILQ_DATABASE_URL": f"sqlite:///{var_dir / 'mailq.db'}",
+                "MAILQ_STORAGE_URL": f"file://{var_dir / 'blobs'}",
+                "MAILQ_REDIS_URL": self.redis.url,
+                "MAILQ_SECRET_KEY": self._key,
+                "MAILQ_LOG_LEVEL": "WARNING",
+                **self.settings,
+            }
+        return self._envs[var]
 
     def mailq(self, var: str, *args: str, timeout: float = 600, attempts: int = 5) -> str:
         """Run one `mailq` command to completion; raises BenchError with its stderr on failure.
@@ -98,11 +133,27 @@ class Bed:
             time.sleep(1)
         raise BenchError(f"mailq {' '.join(args)} failed ({proc.returncode}): {proc.stderr.strip()[-800:]}")
 
-    def spawn(self, name: str, var: str, *args: str) -> Proc:
-        """A long-running `mailq` process in its own session, output to logs/NAME.log."""
-        proc = Proc(name, mailq_argv(*args), self.env(var), self.logs, self.root).start()
+    def spawn(self, name: str, var: str, *args: str, **env: str) -> Proc:
+        """A long-running `mailq` process in its own session, output to logs/NAME.log; ``env`` adds to the var dir's."""
+        proc = Proc(name, mailq_argv(*args), {**self.env(var), **env}, self.logs, self.root).start()
         self.procs.append(proc)
         return proc
+
+    def open_database(self, var: str):
+        """This process on the var dir's settings and database, migrated (for probes and bulk inserts); returns the settings."""
+        settings = config.load(self.env(var), env_file=None)
+        config.use(settings)
+        db.bind(settings.database_url)
+        migrations.upgrade()
+        return settings
+
+    def sqlite(self, var: str, timeout: float = 10) -> sqlite3.Connection:
+        """The var dir's SQLite database, read-only."""
+        return sqlite3.connect(f"file:{self.root / var / 'mailq.db'}?mode=ro", uri=True, timeout=timeout)
+
+    def dovecot_pids(self) -> list[int]:
+        pid = self.dovecot.master_pid()
+        return [pid] if pid is not None else []
 
     def close(self) -> None:
         stop_all(self.procs)
@@ -130,18 +181,11 @@ def populate(bed: Bed, users: int, mailboxes: int, messages: int) -> int:
     return total
 
 
-def dovecot_pids(bed: Bed) -> list[int]:
-    try:
-        return [int((bed.dovecot.base_dir / "master.pid").read_text().split()[0])]
-    except (OSError, ValueError, IndexError):
-        return []
-
-
 # -- database and Redis probes (read-only) ---------------------------------------------------
 
 
 def query(bed: Bed, var: str, sql: str, params: tuple = ()) -> list[tuple]:
-    conn = sqlite3.connect(f"file:{bed.root / var / 'mailq.db'}?mode=ro", uri=True, timeout=10)
+    conn = bed.sqlite(var)
     try:
         return conn.execute(sql, params).fetchall()
     finally:
@@ -214,33 +258,43 @@ def wait_until(predicate, what: str, timeout: float) -> None:
 
 @dataclass
 class Farm:
+    """W workers and a scheduler on one var dir of the bed."""
+
     bed: Bed
     workers: list[Proc]
     scheduler: Proc | None = None
+    var: str = "farm"
+
+    @property
+    def procs(self) -> list[Proc]:
+        return self.workers + ([self.scheduler] if self.scheduler else [])
 
     @property
     def pids(self) -> list[int]:
-        procs = self.workers + ([self.scheduler] if self.scheduler else [])
-        return [p.pid for p in procs if p.alive()]
+        return [p.pid for p in self.procs if p.alive()]
 
     def cpu(self) -> float:
         return tree_cpu(self.pids)
 
     def check_alive(self) -> None:
-        for proc in self.workers + ([self.scheduler] if self.scheduler else []):
+        for proc in self.procs:
             if not proc.alive():
                 raise BenchError(f"{proc.name} exited with {proc.popen.returncode}: see {proc.log_path}")
 
+    def stop(self) -> None:
+        stop_all(self.procs)
 
-def start_farm(bed: Bed, workers: int) -> Farm:
+
+def start_farm(bed: Bed, workers: int, var: str = "farm") -> Farm:
     """W `mailq worker` processes, registered; then `mailq scheduler` with every schedule pushed an hour out."""
     conn = redis_client(bed)
-    farm = Farm(bed, [bed.spawn(f"worker-{i}", "farm", "worker") for i in range(1, workers + 1)])
+    prefix = "" if var == "farm" else f"{var}-"
+    farm = Farm(bed, [bed.spawn(f"{prefix}worker-{i}", var, "worker") for i in range(1, workers + 1)], var=var)
     wait_until(lambda: farm.check_alive() or len(Worker.all(connection=conn)) >= workers, "workers to register", 60)
-    bed.mailq("farm", "schedule", "sync")
+    bed.mailq(var, "schedule", "sync")
     set_next_runs(conn, lambda i: time.time() + 3600)
     conn.delete(SCHEDULER_ALIVE, SCHEDULER_RECONCILED)
-    farm.scheduler = bed.spawn("scheduler", "farm", "scheduler")
+    farm.scheduler = bed.spawn(f"{prefix}scheduler", var, "scheduler")
     # Looping and past its start-up reconcile; nothing is due, so nothing runs yet.
     wait_until(lambda: farm.check_alive() or conn.exists(SCHEDULER_ALIVE, SCHEDULER_RECONCILED) == 2, "the scheduler", 60)
     return farm

@@ -20,7 +20,6 @@ from tests.testbed.bench_bed import (
     BenchError,
     Farm,
     console,
-    dovecot_pids,
     epoch,
     failed_polls,
     farm_quiet,
@@ -111,12 +110,12 @@ def sequential(bed, csv: Path, expected: int) -> dict:
 
 def first_ingest(farm: Farm, total: int, size: int) -> dict:
     bed, conn = farm.bed, redis_client(farm.bed)
-    cpu0, dcpu0, failed0 = farm.cpu(), tree_cpu(dovecot_pids(bed)), failed_polls(conn)
+    cpu0, dcpu0, failed0 = farm.cpu(), tree_cpu(bed.dovecot_pids()), failed_polls(conn)
     start = time.time()
     due = set_next_runs(conn, lambda i: start)
     end = wait_count(
         "first ingest",
-        lambda: farm.check_alive() or query(bed, "farm", "SELECT count(*) FROM message")[0][0],
+        lambda: farm.check_alive() or query(bed, farm.var, "SELECT count(*) FROM message")[0][0],
         total,
         timeout=max(120, total / 5),
     )
@@ -128,7 +127,7 @@ def first_ingest(farm: Farm, total: int, size: int) -> dict:
         "mb_per_s": size / elapsed / 1e6,
         "mailboxes_due": due,
         "cpu_s": farm.cpu() - cpu0,
-        "dovecot_cpu_s": tree_cpu(dovecot_pids(bed)) - dcpu0,
+        "dovecot_cpu_s": tree_cpu(bed.dovecot_pids()) - dcpu0,
         "failed_polls": len(failed_polls(conn).keys() - failed0.keys()),
     }
 
@@ -150,7 +149,7 @@ def latency(farm: Farm, users: list[str], interval: int, intervals: int, rate: f
         raise BenchError("the feeder delivered nothing")
 
     def stored() -> dict[str, float]:
-        rows = query(bed, "farm", "SELECT message_id, created_at FROM message WHERE message_id LIKE '<feed-%'")
+        rows = query(bed, farm.var, "SELECT message_id, created_at FROM message WHERE message_id LIKE '<feed-%'")
         return {mid: epoch(created) for mid, created in rows if mid in sent}
 
     wait_count(
@@ -195,8 +194,8 @@ def idle_cycle(farm: Farm, size: int) -> dict:
     """
     bed, conn = farm.bed, redis_client(farm.bed)
     quiet = settle(conn, 90)
-    before = query(bed, "farm", "SELECT coalesce(max(id), 0) FROM poll_run")[0][0]
-    cpu0, dcpu0, failed0 = farm.cpu(), tree_cpu(dovecot_pids(bed)), failed_polls(conn)
+    before = query(bed, farm.var, "SELECT coalesce(max(id), 0) FROM poll_run")[0][0]
+    cpu0, dcpu0, failed0 = farm.cpu(), tree_cpu(bed.dovecot_pids()), failed_polls(conn)
     start = time.time()
     due = set_next_runs(conn, lambda i: start)
     if due != size:
@@ -206,15 +205,15 @@ def idle_cycle(farm: Farm, size: int) -> dict:
     def done() -> int:
         farm.check_alive()
         failed = {mid for job, mid in failed_polls(conn).items() if job not in failed0}
-        return len({r[0] for r in query(bed, "farm", sql, (before,))} | failed)
+        return len({r[0] for r in query(bed, farm.var, sql, (before,))} | failed)
 
     end = wait_count(f"idle cycle, {size} mailboxes", done, size, timeout=600)
-    new = query(bed, "farm", "SELECT coalesce(sum(new_count), 0) FROM poll_run WHERE id > ?", (before,))[0][0]
+    new = query(bed, farm.var, "SELECT coalesce(sum(new_count), 0) FROM poll_run WHERE id > ?", (before,))[0][0]
     cpu = farm.cpu() - cpu0
     return {
         "s": end - start,
         "cpu_s": cpu,
-        "dovecot_cpu_s": tree_cpu(dovecot_pids(bed)) - dcpu0,
+        "dovecot_cpu_s": tree_cpu(bed.dovecot_pids()) - dcpu0,
         "mailboxes": size,
         "new_messages": new,
         "interval_s": IDLE_INTERVAL,
@@ -227,7 +226,7 @@ def grow_farm(farm: Farm, size: int, have: int) -> None:
     """Import mailboxes up to `size` at the idle interval and give the new ones their first (untimed) sync."""
     bed = farm.bed
     csv = write_csv(bed.root / f"idle-{size}.csv", bed.dovecot.imap_port, 1, size, IDLE_INTERVAL)
-    bed.mailq("farm", "mailbox", "import", str(csv))
-    bed.mailq("farm", "schedule", "sync")
+    bed.mailq(farm.var, "mailbox", "import", str(csv))
+    bed.mailq(farm.var, "schedule", "sync")
     if size > have:
         idle_cycle(farm, size)  # warm-up: first sync of the new, empty mailboxes

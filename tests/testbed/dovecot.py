@@ -200,7 +200,7 @@ class Dovecot(MailStore):
         ~0.1 s instead of 1-6 s. Uses the pid in base_dir/master.pid, so it
         works even when the config is gone (e.g. the root was partly deleted).
         """
-        pid = self._master_pid()
+        pid = self.master_pid()
         if pid is None or not pid_alive(pid):
             return
         os.kill(pid, signal.SIGTERM)  # what `doveadm stop` does, minus its wait for the exit
@@ -215,10 +215,11 @@ class Dovecot(MailStore):
 
     def running(self) -> bool:
         """True if this instance's master process is alive."""
-        pid = self._master_pid()
+        pid = self.master_pid()
         return pid is not None and pid_alive(pid)
 
-    def _master_pid(self) -> int | None:
+    def master_pid(self) -> int | None:
+        """The master process's pid (base_dir/master.pid), None when it never started or the file is gone."""
         try:
             return int((self.base_dir / "master.pid").read_text().split()[0])
         except (OSError, ValueError, IndexError):

@@ -1,4 +1,5 @@
-"""Processes of a private farm: the one /proc walk, and supervised children that are always killed.
+"""Processes of a private farm: the one /proc walk, supervised children that are always killed,
+and private servers (redis-server, moto) started and waited for.
 
 Every farm process runs in its own session, so a SIGKILL of its process group
 also kills an RQ work-horse mid-poll (the "machine died" case), and teardown
@@ -17,11 +18,16 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
+
+from tests.testbed.net import free_port
+from tests.testbed.waiting import wait_for
 
 TERM_GRACE = 10.0
 """Seconds a process gets after SIGTERM before its group is SIGKILLed."""
 TICK = os.sysconf("SC_CLK_TCK")
+PAGE = os.sysconf("SC_PAGE_SIZE")
 
 
 def mailq_argv(*args: str) -> list[str]:
@@ -99,6 +105,11 @@ def tree_cpu(pids: list[int]) -> float:
     return total / TICK
 
 
+def rss_bytes(pid: int) -> int:
+    """Resident memory of one process (/proc/PID/statm)."""
+    return int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * PAGE
+
+
 def _signal(pid: int, sig: int, group: bool) -> None:
     try:
         if group:
@@ -107,6 +118,58 @@ def _signal(pid: int, sig: int, group: bool) -> None:
             os.kill(pid, sig)
     except (ProcessLookupError, PermissionError):
         pass
+
+
+# -- private servers -----------------------------------------------------------------------
+
+
+def start_server(
+    argv: list[str],
+    log_path: Path,
+    ready: Callable[[], bool],
+    what: str,
+    timeout: float,
+    error: type[Exception] = TimeoutError,
+    interval: float = 0.02,
+    **popen,
+) -> subprocess.Popen:
+    """Start a private server (redis-server, moto...) logging to ``log_path`` and return once ``ready()``.
+
+    If it exits first, ``error`` says so with its log's tail; if it is not ready within
+    ``timeout`` seconds, it is killed (its group, with ``start_new_session``) and ``error`` raised.
+    """
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, **popen)
+    try:
+        wait_for(lambda: ready() or proc.poll() is not None, timeout, what, interval, error)
+    except BaseException:
+        _signal(proc.pid, signal.SIGKILL, group=popen.get("start_new_session", False))
+        proc.wait()
+        raise
+    if proc.poll() is not None:
+        tail = log_path.read_text(errors="replace")[-2000:]
+        raise error(f"{what} exited on start ({proc.returncode}):\n{tail}")
+    return proc
+
+
+class PrivateServer:
+    """A server child process on 127.0.0.1:``port`` (a free port by default), its files and ``LOG`` under ``root``."""
+
+    LOG = "server.log"
+
+    def __init__(self, root: Path, port: int | None = None):
+        self.root = Path(root).absolute()
+        self.port = port or free_port()
+        self.log_path = self.root / self.LOG
+        self._proc: subprocess.Popen | None = None
+
+    def _launch(self, argv: list[str], ready: Callable[[], bool], what: str, timeout: float, **options) -> None:
+        """``start_server`` as this server's process (``options``: error, interval, Popen's)."""
+        self._proc = start_server(argv, self.log_path, ready, what, timeout, **options)
+
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
 
 
 # -- farm processes ------------------------------------------------------------------------

@@ -7,10 +7,8 @@ import shutil
 import socket
 import subprocess
 import time
-from pathlib import Path
 
-from tests.testbed.net import free_port
-from tests.testbed.waiting import wait_for
+from tests.testbed.procs import PrivateServer
 
 START_TIMEOUT = 10.0
 """Seconds to wait for PING to answer after starting."""
@@ -30,14 +28,10 @@ def _ping(port: int) -> bool:
         return False
 
 
-class RedisServer:
+class RedisServer(PrivateServer):
     """redis-server on 127.0.0.1 without persistence, data dir and log under `root`."""
 
-    def __init__(self, root: Path, port: int | None = None):
-        self.root = Path(root).absolute()
-        self.port = port or free_port()
-        self.log_path = self.root / "redis.log"
-        self._proc: subprocess.Popen | None = None
+    LOG = "redis.log"
 
     def __repr__(self) -> str:
         return f"RedisServer(root={str(self.root)!r}, port={self.port})"
@@ -53,42 +47,14 @@ class RedisServer:
         binary = shutil.which("redis-server")
         if binary is None:
             raise RedisServerError("redis-server not found: apt-get install -y redis-server")
-        self.root.mkdir(parents=True, exist_ok=True)
-        with open(self.log_path, "ab") as log:
-            self._proc = subprocess.Popen(
-                [
-                    binary,
-                    "--port",
-                    str(self.port),
-                    "--bind",
-                    "127.0.0.1",
-                    "--save",
-                    "",
-                    "--appendonly",
-                    "no",
-                    "--dir",
-                    str(self.root),
-                    "--daemonize",
-                    "no",
-                ],
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        try:
-            wait_for(
-                lambda: _ping(self.port) or self._proc.poll() is not None,
-                START_TIMEOUT,
-                f"redis-server on port {self.port}",
-                error=RedisServerError,
-            )
-        except Exception:
-            self.stop()
-            raise
-        if self._proc.poll() is not None:
-            self._proc = None
-            tail = self.log_path.read_text(errors="replace")[-2000:]
-            raise RedisServerError(f"redis-server exited on start (port {self.port}):\n{tail}")
+        self._launch(
+            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+            + ["--dir", str(self.root), "--daemonize", "no"],
+            lambda: _ping(self.port),
+            f"redis-server on port {self.port}",
+            START_TIMEOUT,
+            error=RedisServerError,
+        )
 
     def stop(self) -> None:
         """Terminate the server (SIGKILL after 5 s) and reap it; idempotent."""
@@ -118,6 +84,3 @@ class RedisServer:
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.2)
-
-    def running(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None

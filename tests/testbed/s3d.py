@@ -14,13 +14,11 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
 import sys
 import urllib.request
 from pathlib import Path
 
-from tests.testbed.net import free_port
-from tests.testbed.waiting import wait_for
+from tests.testbed.procs import PrivateServer
 
 START_TIMEOUT = 30.0
 REGION = "us-east-1"
@@ -34,17 +32,16 @@ def _answers(port: int) -> bool:
         return False
 
 
-class S3Server:
+class S3Server(PrivateServer):
     """moto_server on 127.0.0.1 with credential checks on: only ``self.env()``'s access key is accepted."""
 
+    LOG = "s3.log"
+
     def __init__(self, root: Path, port: int | None = None, bucket: str = "mailq-blobs"):
-        self.root = Path(root).absolute()
-        self.port = port or free_port()
+        super().__init__(root, port)
         self.bucket = bucket
-        self.log_path = self.root / "s3.log"
         self.access_key = ""
         self.secret_key = ""
-        self._proc: subprocess.Popen | None = None
 
     def __repr__(self) -> str:
         return f"S3Server(port={self.port}, bucket={self.bucket!r})"
@@ -74,21 +71,15 @@ class S3Server:
         """Start the server, switch its credential checks on with one IAM user, create the bucket."""
         if self.running():
             return self
-        self.root.mkdir(parents=True, exist_ok=True)
-        with open(self.log_path, "ab") as log:
-            self._proc = subprocess.Popen(
-                [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                env={**os.environ, "INITIAL_NO_AUTH_ACTION_COUNT": "3", "MOTO_CALL_RESET_API": "false"},
-            )
-        try:
-            wait_for(lambda: _answers(self.port), START_TIMEOUT, f"moto server on port {self.port} (log: {self.log_path})", interval=0.1)
-        except Exception:
-            self.stop()
-            raise
+        self._launch(
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
+            lambda: _answers(self.port),
+            f"moto server on port {self.port} (log: {self.log_path})",
+            START_TIMEOUT,
+            interval=0.1,
+            start_new_session=True,
+            env={**os.environ, "INITIAL_NO_AUTH_ACTION_COUNT": "3", "MOTO_CALL_RESET_API": "false"},
+        )
         self._create_user()
         self.client().create_bucket(Bucket=self.bucket)
         return self
@@ -123,9 +114,6 @@ class S3Server:
         for page in self.client().get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix):
             out += [o["Key"] for o in page.get("Contents", [])]
         return out
-
-    def running(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
 
     def pause(self) -> None:
         """SIGSTOP: connections hang (the 'S3 is down/slow' case) but nothing stored is lost."""

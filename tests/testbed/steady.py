@@ -1,30 +1,27 @@
-"""The steady-state benchmark's private farm: its bed, process CPU from /proc and the py-spy breakdown (scripts/bench_steady.py drives it)."""
+"""The steady-state benchmark's private farm: the harness's bed on one var dir, process CPU from /proc
+and the py-spy breakdown (scripts/bench_steady.py drives it)."""
 
 from __future__ import annotations
 
-import os
 import shutil
-import signal
-import sqlite3
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from tests.testbed.dovecot import Dovecot
-from tests.testbed.procs import TICK, tree_cpu
-from tests.testbed.redisd import RedisServer
-
-REPO = Path(__file__).resolve().parents[2]
-CSV_HEADER = "name,host,port,security,username,password,folders,interval,priority\n"
+from tests.testbed import bench_bed
+from tests.testbed.accounts import CSV_HEADER  # noqa: F401  (scripts/bench_steady.py takes it from here)
+from tests.testbed.bench_bed import REPO, BenchError
+from tests.testbed.procs import TICK, Proc, stop_all, tree_cpu
+from tests.testbed.waiting import wait_for
 
 
 def log(text: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {text}", file=sys.stderr, flush=True)
 
 
-class SteadyError(RuntimeError):
-    """A phase could not complete; the message says which and where the logs are."""
+SteadyError = BenchError
+"""A phase could not complete; the message says which and where the logs are (the harness's BenchError)."""
 
 
 # -- CPU of process trees ------------------------------------------------------------------
@@ -48,101 +45,56 @@ def user(i: int) -> str:
 
 
 class Bed:
-    """Dovecot, Redis, mailq's var dir and the farm's processes under one root; close() stops them all."""
+    """The harness's bed (tests/testbed/bench_bed.Bed) on one var dir, with the farm's processes by name.
+
+    ``env`` is that var dir's environment (what ``mailq`` and ``spawn`` run with);
+    close() stops the processes, Redis and Dovecot.
+    """
+
+    VAR = "var"
 
     def __init__(self, root: Path, code: Path = REPO):
         self.root = root
-        self.logs = root / "logs"
-        self.logs.mkdir(parents=True)
-        self.dovecot = Dovecot(root / "dovecot")
-        self.redis = RedisServer(root / "redis")
-        self.procs: dict[str, subprocess.Popen] = {}
-        from cryptography.fernet import Fernet
-
-        self.env = {
-            "PATH": os.environ.get("PATH", ""),
-            "HOME": os.environ.get("HOME", "/tmp"),
-            "LANG": "C.UTF-8",
-            "TZ": "UTC",
-            "PYTHONPATH": str(code.resolve()),
-            "MAILQ_VAR_DIR": str(root / "var"),
-            "MAILQ_DATABASE_URL": f"sqlite:///{root / 'var' / 'mailq.db'}",
-            "MAILQ_STORAGE_URL": f"file://{root / 'var' / 'blobs'}",
-            "MAILQ_SECRET_KEY": Fernet.generate_key().decode(),
-            "MAILQ_LOG_LEVEL": "INFO",  # the product default, as under the Procfile
-        }
+        self.bed = bench_bed.Bed(root, {"MAILQ_LOG_LEVEL": "INFO"}, code=code)  # INFO: the product default, as under the Procfile
+        self.logs, self.dovecot, self.redis = self.bed.logs, self.bed.dovecot, self.bed.redis
+        self.env = self.bed.env(self.VAR)
+        self.procs: dict[str, Proc] = {}
 
     def mailq(self, *args: str, timeout: float = 900) -> str:
-        proc = subprocess.run(
-            [sys.executable, "-m", "mailq", *args],
-            env=self.env,
-            cwd=self.root,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            stdin=subprocess.DEVNULL,
-        )
-        if proc.returncode != 0:
-            raise SteadyError(f"mailq {' '.join(args)} failed ({proc.returncode}): {proc.stderr.strip()[-800:]}")
-        return proc.stdout
+        return self.bed.mailq(self.VAR, *args, timeout=timeout, attempts=1)
 
-    def spawn(self, name: str, *args: str) -> subprocess.Popen:
-        with open(self.logs / f"{name}.log", "ab") as out:
-            popen = subprocess.Popen(
-                [sys.executable, "-m", "mailq", *args],
-                env=self.env,
-                cwd=self.root,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        self.procs[name] = popen
-        return popen
+    def spawn(self, name: str, *args: str) -> Proc:
+        self.procs[name] = self.bed.spawn(name, self.VAR, *args)
+        return self.procs[name]
 
     def check_alive(self) -> None:
         for name, p in self.procs.items():
-            if p.poll() is not None:
-                raise SteadyError(f"{name} exited with {p.returncode}: see {self.logs / name}.log")
+            if not p.alive():
+                raise SteadyError(f"{name} exited with {p.popen.returncode}: see {p.log_path}")
 
     def stop_farm(self, grace: float = 15.0) -> None:
-        for sig in (signal.SIGTERM, signal.SIGKILL):
-            live = [p for p in self.procs.values() if p.poll() is None]
-            for p in live:
-                try:
-                    os.killpg(p.pid, sig)
-                except ProcessLookupError:
-                    pass
-            deadline = time.monotonic() + (grace if sig == signal.SIGTERM else 5)
-            while any(p.poll() is None for p in live) and time.monotonic() < deadline:
-                time.sleep(0.05)
+        stop_all(list(self.procs.values()), grace)
 
     def dovecot_pids(self) -> list[int]:
-        try:
-            return [int((self.dovecot.base_dir / "master.pid").read_text().split()[0])]
-        except (OSError, ValueError, IndexError):
-            return []
+        return self.bed.dovecot_pids()
 
-    def db(self) -> sqlite3.Connection:
-        return sqlite3.connect(f"file:{self.root / 'var' / 'mailq.db'}?mode=ro", uri=True, timeout=30)
+    def db(self):
+        return self.bed.sqlite(self.VAR, timeout=30)
 
     def close(self) -> None:
         self.stop_farm()
-        self.redis.stop()
-        if self.dovecot.running():
-            self.dovecot.stop()
+        self.bed.close()
 
 
 def wait_until(predicate, what: str, timeout: float, bed: Bed | None = None) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
+    """Poll ``predicate`` every 0.25 s (and check ``bed``'s processes are alive); SteadyError after ``timeout``."""
+
+    def ready():
         if bed is not None:
             bed.check_alive()
-        if predicate():
-            return
-        if time.monotonic() > deadline:
-            raise SteadyError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(0.25)
+        return predicate()
+
+    wait_for(ready, timeout, what, interval=0.25, error=SteadyError)
 
 
 def profile(bed: Bed, seconds: float, out: Path) -> list[subprocess.Popen]:
