@@ -17,7 +17,7 @@ from rq import get_current_job
 
 from . import config, db, delivery, polling
 from .config import Settings
-from .queues import connect
+from .queues import EMAIL, connect
 
 
 def _settings() -> Settings:
@@ -57,7 +57,8 @@ def poll_group(mailbox_ids: list[int]) -> dict[str, Any]:
     settings = _settings()
     current = get_current_job()
     token = current.id if current is not None else f"inline-{uuid.uuid4().hex[:12]}"
-    return polling.poll_group(settings, connect(settings), [int(m) for m in mailbox_ids], token)
+    queue_name = current.origin if current is not None else EMAIL
+    return polling.poll_group(settings, connect(settings), [int(m) for m in mailbox_ids], token, queue_name)
 
 
 @_closes_db

@@ -20,7 +20,6 @@ from .db import database, errors_as_mailq
 from .errors import InvalidMailbox, MailqError, NotFoundError, UsageError
 from .models import AUTH_KINDS, OAUTH_GRANTS, PRIORITIES, PUSH_MODES, SECURITY, Mailbox, OAuthApp, OAuthToken, utcnow
 from .oauth import providers, tokens
-from .oauth.client import parse_service_account
 from .states import State
 
 CSV_COLUMNS = ["name", "host", "port", "security", "username", "password", "folders", "interval", "priority", "auth", "oauth_app", "push"]
@@ -73,6 +72,8 @@ def _check_oauth(auth: str | None, oauth_app: OAuthApp | None, oauth_grant: str 
         if oauth_app.provider == "microsoft" and (oauth_app.tenant or "common") in ("common", "organizations", "consumers"):
             raise InvalidMailbox(f"--client-credentials: OAuth app {oauth_app.name!r} needs its tenant id (--tenant) for app-only access")
     if grant == "service_account":
+        from .oauth.client import parse_service_account  # authlib loads only for OAuth2 work (start-up time)
+
         parse_service_account(secret)
     return auth, grant
 

@@ -13,7 +13,8 @@ let one mailbox touch another, so:
 * a poll that runs past ``MAILQ_POLL_GROUP_PATIENCE`` (a hung server, a big
   ingest) does not hold up the rest: the claims thread's watchdog hands the
   mailboxes not yet started to a new group job at the front of the queue,
-  which any free worker takes;
+  which any free worker takes; and while the queue is empty (a worker may be
+  idle) it hands on the back half of them, so a burst spreads over the workers;
 * mailboxes that need a failing-poll slot go last, so a known-bad one never
   delays a healthy one in its group.
 """
@@ -35,7 +36,7 @@ from .db import errors_as_mailq
 from .errors import LockLost, NotFoundError
 from .models import Mailbox
 from .poll import poll_mailbox
-from .queues import poll_queue_name
+from .queues import poll_queue_name, queue
 from .states import Outcome
 
 log = logging.getLogger("mailq.polling")
@@ -96,8 +97,9 @@ def poll_claimed(
 class _Group:
     """The mailboxes of one group job not started yet; the claims thread ticks it (``renewal.watch``)."""
 
-    def __init__(self, settings: Settings, conn: redis.Redis, token: str, rows: list[Mailbox]):
-        self.settings, self.conn, self.token = settings, conn, token
+    def __init__(self, settings: Settings, conn: redis.Redis, token: str, queue_name: str, rows: list[Mailbox]):
+        self.settings, self.conn, self.token, self.queue_name = settings, conn, token, queue_name
+        self.queue_key = queue(settings, queue_name, conn).key
         self.pending = collections.deque(rows)
         self.lock = threading.Lock()
         self.current_since = time.monotonic()
@@ -109,31 +111,39 @@ class _Group:
             return self.pending.popleft() if self.pending else None
 
     def tick(self, now: float) -> None:
+        """Hand on every pending mailbox once the current poll outruns the patience, or the back half
+        while the queue is empty (a worker may be idle: a group never keeps polls from it)."""
         with self.lock:
-            if not self.pending or now - self.current_since < self.settings.poll_group_patience:
+            if not self.pending:
                 return
-            rows, self.pending = list(self.pending), collections.deque()
+            slow = now - self.current_since >= self.settings.poll_group_patience
         try:
-            by_queue: dict[str, list[int]] = {}
-            for row in rows:
-                by_queue.setdefault(poll_queue_name(row.priority), []).append(row.id)
-            for queue_name, ids in by_queue.items():
-                self.handed_off += claims.hand_off(self.settings, self.conn, ids, self.token, queue_name)
-            log.debug("group %s: %d mailbox(es) handed on after %.1fs", self.token, len(rows), now - self.current_since)
+            if not slow and (len(self.pending) < 2 or self.conn.llen(self.queue_key) > 0):
+                return
+            with self.lock:
+                keep = 0 if slow else len(self.pending) // 2
+                rows = [self.pending.pop() for _ in range(len(self.pending) - keep)][::-1]
+        except Exception:  # Redis away: nothing was taken; the next tick looks again
+            return
+        if not rows:
+            return
+        try:
+            self.handed_off += claims.hand_off(self.settings, self.conn, [r.id for r in rows], self.token, self.queue_name)
+            log.debug("group %s: %d mailbox(es) handed on (%s)", self.token, len(rows), "slow poll" if slow else "queue empty")
         except Exception:  # Redis away: keep them and try again next tick (their claims are still ours)
             log.warning("group %s: could not hand on %d mailbox(es); retrying", self.token, len(rows), exc_info=True)
             with self.lock:
-                self.pending.extendleft(reversed(rows))
+                self.pending.extend(rows)
 
 
-def poll_group(settings: Settings, conn: redis.Redis, mailbox_ids: list[int], token: str) -> dict[str, Any]:
+def poll_group(settings: Settings, conn: redis.Redis, mailbox_ids: list[int], token: str, queue_name: str) -> dict[str, Any]:
     """Poll each mailbox of a group job in turn (see the module's docstring); returns counts."""
     rows = reads.mailboxes(mailbox_ids)
     gone = [m for m in mailbox_ids if m not in rows]
     for mailbox_id in gone:
         claims.release(conn, mailbox_id, token)
     ordered = sorted((rows[m] for m in mailbox_ids if m in rows), key=retry_slots.needs_slot)  # healthy first, known-bad last
-    group = _Group(settings, conn, token, ordered)
+    group = _Group(settings, conn, token, queue_name, ordered)
     outcomes: collections.Counter = collections.Counter()
     resubmitted = 0
     renewal.watch(group)

@@ -21,6 +21,9 @@ LATE_IMPORTS = {
     ("mailq.cli.console_cmd", "console.source"): "Textual loads only for `mailq console`",
     ("console.screens.failed", "console.screens.failed_detail"): "the detail screen imports the list's actions",
     ("console.screens.mailboxes", "console.screens.mailbox_detail"): "the detail screen imports the list's actions",
+    ("mailq.oauth.tokens", "mailq.oauth.client"): "authlib and requests (a quarter of start-up imports) load only to fetch a token",
+    ("mailq.mailboxes", "mailq.oauth.client"): "authlib and requests load only for OAuth2 work",
+    ("mailq.cli.mailbox_cmd", "mailq.oauth.consent"): "authlib and requests load only for OAuth2 work",
     ("mailq.storage", "mailq.storage_s3"): "S3 needs the optional boto3 (extra s3), and storage_s3 imports storage",
 }
 

@@ -14,7 +14,7 @@ from ..config import get
 from ..db import errors_as_mailq
 from ..errors import QueueError, UsageError
 from ..models import Mailbox
-from ..oauth import apps, consent, tokens
+from ..oauth import apps, tokens
 from ..ops.mailboxes import push_states
 from ..text import literal
 from .common import add_json, err, fields, fit, open_db, out, print_json, read_secret
@@ -277,6 +277,8 @@ def authorize_mailbox(args) -> int:
         sys.stdout.flush()
 
     flow = "device" if args.device else "browser" if args.browser else None
+    from ..oauth import consent  # authlib loads only for OAuth2 work (start-up time of every mailq process)
+
     consent.authorize(settings, mailbox, flow=flow, open_browser=not args.no_browser, timeout=args.timeout, say=say)
     _after_change(settings, mailboxes.get(mailbox.id))
     say(f"authorized mailbox {mailbox.id} ({literal(mailbox.name)}): polling resumes")

@@ -13,9 +13,11 @@ is in Redis, never a token.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 import redis
 
@@ -26,7 +28,9 @@ from ..errors import GrantRevokedError, MailqError, QueueError, TokenEndpointErr
 from ..models import Mailbox, OAuthApp, OAuthToken, utcnow
 from ..queues import connect
 from ..text import one_line
-from . import client
+
+if TYPE_CHECKING:
+    from .client import Token
 
 log = logging.getLogger(__name__)
 _LOCK_MARGIN = 5.0
@@ -84,8 +88,10 @@ def access_token(settings: Settings, mailbox: Mailbox, rejected: str | None = No
         _release(lock)
 
 
-def _obtain(settings: Settings, mailbox: Mailbox, deadline: float) -> client.Token:
+def _obtain(settings: Settings, mailbox: Mailbox, deadline: float) -> Token:
     """The one network call, its outcome recorded whatever happens."""
+    from . import client  # authlib and requests load only when a token is fetched: every process starts faster
+
     with errors_as_mailq():
         app = OAuthApp.get_by_id(mailbox.oauth_app_id)
     try:
@@ -104,7 +110,7 @@ def _obtain(settings: Settings, mailbox: Mailbox, deadline: float) -> client.Tok
         raise
 
 
-def _store(settings: Settings, mailbox: Mailbox, token: client.Token) -> None:
+def _store(settings: Settings, mailbox: Mailbox, token: Token) -> None:
     """New access token and (when rotated) the new refresh token: one transaction."""
     now = utcnow()
     values = {
@@ -140,7 +146,7 @@ def _record_failure(mailbox_id: int, outcome: str, text: str) -> None:
         log.warning("mailbox %s: could not record the refresh outcome: %s", mailbox_id, exc)
 
 
-def store_grant(settings: Settings, mailbox: Mailbox, refresh_token: str, token: client.Token | None = None) -> None:
+def store_grant(settings: Settings, mailbox: Mailbox, refresh_token: str, token: Token | None = None) -> None:
     """A new consent (``authorize``): keep its refresh token (and first access token), end ``auth_error``."""
     now = utcnow()
     with errors_as_mailq(), database.atomic():
@@ -158,7 +164,7 @@ def store_grant(settings: Settings, mailbox: Mailbox, refresh_token: str, token:
     if token is not None:
         with errors_as_mailq():
             mailbox = Mailbox.get_by_id(mailbox.id)
-        _store(settings, mailbox, client.Token(token.access_token, token.expires_at, None))
+        _store(settings, mailbox, dataclasses.replace(token, refresh_token=None))  # the refresh token is kept above
 
 
 def forget(mailbox_id: int) -> None:
