@@ -320,6 +320,12 @@ def _login(client: Client, settings: Settings, mailbox: Mailbox, creds: auth.Cre
             return
         except imx.LoginError as exc:
             text = _server_text(exc).replace(creds.secret, "***") if creds.secret else _server_text(exc)
+            if isinstance(exc.__context__, imaplib.IMAP4.abort):  # imapclient wraps a dropped connection as LoginError
+                raise ImapConnectionError(
+                    f"{_where(mailbox)} dropped the connection while logging in {mailbox.username} ({text}): "
+                    "not a rejected password; will retry",
+                    orig=None,
+                ) from None
             if any(marker in text.upper() for marker in _TRANSIENT_LOGIN):
                 raise ImapConnectionError(
                     f"{_where(mailbox)} cannot log in {mailbox.username} right now ({text}): transient, will retry", orig=None

@@ -3,10 +3,11 @@
 Every ``scheduler_interval`` (1 s) one scheduler process (rq-scheduler's lock,
 here with a token so a slow pass never deletes another's lock) moves due
 entries: for a mailbox entry it does not push the entry itself but claims the
-mailbox and enqueues a fresh poll job, and skips the push (still rescheduling)
-while a poll of that mailbox is queued or running. No tick job runs at all, so
-each poll costs one RQ job, and the queue never holds more
-polls than there are mailboxes. Two schedulers cannot double-enqueue: passes
+mailbox and enqueues a fresh poll job (or, in a pass with more due polls than
+``MAILQ_POLL_GROUP_SIZE``, group jobs polling several in turn: polling.py), and
+skips the push (still rescheduling) while a poll of that mailbox is queued or
+running. No tick job runs at all, and the queue never holds more polls than
+there are mailboxes. Two schedulers cannot double-enqueue: passes
 are serialized by the lock, and each push needs the mailbox's claim (SET NX).
 
 Every ``reconcile_interval`` the schedule is reconciled with the database (a

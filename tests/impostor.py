@@ -32,6 +32,7 @@ MODES = {
     "endless_line": "answers EXAMINE with a line that never ends",
     "bye_mid_fetch": "sends one message of a FETCH, then BYE and closes",
     "drop_each": "closes the connection after answering each command (after LOGIN)",
+    "drop_login": "closes the connection when LOGIN arrives, without a reply (a server going down mid-login)",
     "huge_literal": "announces RFC822.SIZE ~900, then sends a 300 MB literal for it",
     "trickle_literal": "sends a FETCH literal one byte at a time",
     "wrong_size": "announces an RFC822.SIZE twice the size of the body it sends",
@@ -168,6 +169,8 @@ class Impostor:
             ok = tag + b" OK " + command + b" done\r\n"
             if command == b"CAPABILITY":
                 await self._send(writer, b"* CAPABILITY " + self._caps() + b"\r\n" + ok)
+            elif command == b"LOGIN" and mode == "drop_login":
+                return
             elif command == b"LOGIN":
                 logged_in = True
                 await self._send(writer, tag + b" OK [CAPABILITY " + self._caps() + b"] logged in\r\n")

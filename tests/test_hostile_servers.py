@@ -67,6 +67,7 @@ def _all_stored_exactly(fast, mailbox, expected: dict[int, bytes]) -> None:
         ("endless_line", r"line longer than \d+ bytes", CONNECT + READ),
         ("bye_mid_fetch", r"dropped the session while fetching", CONNECT + READ),
         ("drop_each", r"dropped the session|closed the connection", CONNECT + READ),
+        ("drop_login", r"dropped the connection while logging in .*not a rejected password", CONNECT + READ),
         ("trickle_literal", r"stalled while fetching BODY.PEEK\[\]", CONNECT + 2 * READ),
     ],
 )

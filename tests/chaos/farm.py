@@ -97,6 +97,7 @@ class Farm:
             "MAILQ_BACKOFF_MAX": "4",
             "MAILQ_JOB_TIMEOUT": "60",  # also bounds how long a lost claim can hold a mailbox (see docs/chaos.md)
             "MAILQ_POLL_BUDGET_SECONDS": "10",
+            "MAILQ_POLL_GROUP_SIZE": "3",  # any pass with more than 3 due polls makes group jobs: the faults hit them too
         }
         env.update(self.extra_env)
         self.settings = config.load(env, env_file=None)
