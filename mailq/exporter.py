@@ -33,8 +33,6 @@ from .schedule import liveness
 
 log = logging.getLogger("mailq.exporter")
 
-DEFAULT_PORT = 9808
-
 
 def _counters(values: dict[str, float]) -> Iterator[Metric]:
     for name, (label, known, doc) in metrics.COUNTERS.items():

@@ -23,6 +23,9 @@ from .db import errors_as_mailq
 from .keys import KEY_PREFIX
 from .models import Message
 
+DEFAULT_PORT = 9808
+"""The exporter's port (``mailq metrics --port``), declared here so that its --help needs no exporter."""
+
 log = logging.getLogger("mailq.metrics")
 
 KEY = f"{KEY_PREFIX}metrics"

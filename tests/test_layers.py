@@ -24,6 +24,8 @@ LATE_IMPORTS = {
     ("mailq.oauth.tokens", "mailq.oauth.client"): "authlib and requests (a quarter of start-up imports) load only to fetch a token",
     ("mailq.mailboxes", "mailq.oauth.client"): "authlib and requests load only for OAuth2 work",
     ("mailq.cli.mailbox_cmd", "mailq.oauth.consent"): "authlib and requests load only for OAuth2 work",
+    ("mailq.cli.process_cmd", "mailq.push.idler"): "each farm process loads only the engine it runs (start-up time)",
+    ("mailq.cli.process_cmd", "mailq.exporter"): "each farm process loads only the engine it runs (start-up time)",
     ("mailq.storage", "mailq.storage_s3"): "S3 needs the optional boto3 (extra s3), and storage_s3 imports storage",
 }
 
@@ -129,3 +131,14 @@ def test_the_wheel_ships_only_the_product(tmp_path):
     tops = {n.split("/")[0] for n in names if not n.split("/")[0].endswith(".dist-info")}
     assert tops == {"mailq", "console"}
     assert not [n for n in names if any(word in n for word in ("test", "chaos", "bench", "fixture", "testbed"))]
+
+
+def test_the_farm_processes_start_without_the_operator_commands_rich_or_oauth_libraries():
+    """Eight Procfile processes import at once on two cores before the first poll: each loads only what it runs."""
+    probe = (
+        "import sys, mailq.cli as c; c.build_parser(only_processes=True); import mailq.worker, mailq.scheduler; "
+        "print(' '.join(sorted(m for m in sys.modules if m.split('.')[0] in ('rich', 'textual', 'authlib', 'requests', 'boto3') "
+        "or m.startswith(('mailq.ops', 'mailq.cli.')) and m not in ('mailq.cli.boot', 'mailq.cli.process_cmd'))))"
+    )
+    loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd=ROOT).stdout.split()
+    assert loaded == []

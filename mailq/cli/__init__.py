@@ -13,16 +13,18 @@ import sys
 from collections.abc import Sequence
 
 from ..errors import MailqError, UsageError
-from . import db_cmd, mailbox_cmd
+from . import process_cmd
 
 # Each module has register(subparsers); its handlers take (args) and return an exit code.
-COMMAND_MODULES = [db_cmd, mailbox_cmd]
+COMMAND_MODULES = [process_cmd]
 
 
 def _optional_modules() -> list:
     """Command groups added by later parts of the system (imported lazily to keep startup fast)."""
     found = []
     for name in (
+        "db_cmd",
+        "mailbox_cmd",
         "poll_cmd",
         "messages_cmd",
         "farm_cmd",
@@ -30,8 +32,6 @@ def _optional_modules() -> list:
         "status_cmd",
         "console_cmd",
         "oauth_cmd",
-        "metrics_cmd",
-        "idler_cmd",
     ):
         try:
             found.append(importlib.import_module(f"{__name__}.{name}"))
@@ -47,18 +47,31 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"error: {message}\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _command(argv: Sequence[str]) -> str | None:
+    """The command word of ``argv`` (past ``--env-file FILE``), without parsing anything else."""
+    tokens = iter(argv)
+    for token in tokens:
+        if token == "--env-file":
+            next(tokens, None)
+        elif not token.startswith("-"):
+            return token
+    return None
+
+
+def build_parser(only_processes: bool = False) -> argparse.ArgumentParser:
+    """Every command's parser; with ``only_processes`` just the farm processes' (they start without the rest)."""
     parser = _Parser(prog="mailq", description="mailq: a mailbox-polling worker farm on RQ and Redis.")
     parser.add_argument("--env-file", default=".env", help="read settings from this file too (default .env)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
-    for module in COMMAND_MODULES + _optional_modules():
+    for module in COMMAND_MODULES + ([] if only_processes else _optional_modules()):
         module.register(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(only_processes=_command(argv) in process_cmd.COMMANDS)
     args = parser.parse_args(argv)
     try:
         code = args.handler(args)

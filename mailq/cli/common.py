@@ -11,29 +11,11 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from .. import config, db, migrations
-from ..config import Settings
 from ..errors import UsageError
+from .boot import open_db, settings  # noqa: F401  (every command imports them from here)
 
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
-
-
-def settings(args) -> Settings:
-    current = config._current
-    if current is None:
-        current = config.load(env_file=getattr(args, "env_file", ".env"))
-        config.use(current)
-    return current
-
-
-def open_db(args, require_schema: bool = True) -> Settings:
-    """Settings with the database bound; by default checks the schema is upgraded."""
-    s = settings(args)
-    db.bind(s.database_url)
-    if require_schema:
-        migrations.require_head()
-    return s
 
 
 def print_json(data: Any) -> None:

@@ -1,14 +1,11 @@
-"""``mailq schedule sync|list``, ``mailq scheduler`` and ``mailq worker``: running the farm."""
+"""``mailq schedule sync|list``: the recurring polls in Redis (the farm's processes are in ``process_cmd``)."""
 
 from __future__ import annotations
-
-import argparse
 
 from rich.table import Table
 from rich.text import Text
 
-from .. import ops, scheduler, worker
-from ..queues import connect
+from .. import ops
 from ..text import literal
 from .common import add_json, fit, open_db, out, print_json
 
@@ -24,17 +21,6 @@ def register(sub) -> None:
     ls.add_argument("--limit", type=int, default=10_000, help="show at most this many (default 10000)")
     add_json(ls)
     ls.set_defaults(handler=schedule_list)
-
-    s = sub.add_parser("scheduler", help="run the scheduler (recurring polls, reconcile, outbox sweep) until stopped")
-    s.set_defaults(handler=run_scheduler)
-
-    w = sub.add_parser("worker", help="run an RQ worker on email-high, email, workflow, default (in that order)")
-    w.add_argument("--burst", action="store_true", help="quit when the queues are empty")
-    w.add_argument("--name", help="worker name (default: random)")
-    w.add_argument(
-        "--fork", action=argparse.BooleanOptionalAction, default=None, help="fork a process per job (default: MAILQ_WORKER_FORK, off)"
-    )
-    w.set_defaults(handler=run_worker)
 
 
 def schedule_sync(args) -> int:
@@ -82,17 +68,4 @@ def schedule_list(args) -> int:
     out.print(fit(table, drop=("job",)))
     if total > len(polls):
         out.print(f"... {total - len(polls)} more (use --limit)")
-    return 0
-
-
-def run_scheduler(args) -> int:
-    settings = open_db(args)
-    connect(settings, check=True)
-    scheduler.run(settings)
-    return 0
-
-
-def run_worker(args) -> int:
-    settings = open_db(args)
-    worker.run(settings, burst=args.burst, name=args.name, fork=args.fork)
     return 0
