@@ -104,12 +104,30 @@ def claim_is_dead(settings: Settings, conn: redis.Redis, mailbox_id: int, token:
     if status is None or status.decode() in _DEAD:
         return True
     remaining_ms = conn.pttl(keys.poll_claim(mailbox_id))
-    if remaining_ms <= settings.lock_ttl * 1000:
+    if not _waiting(settings, remaining_ms):
         return False  # adopted by a running poll (or about to expire by itself)
     age_s = queued_ttl(settings) - remaining_ms / 1000
     if age_s < CLAIM_GRACE_S or origin is None:
         return False
     return conn.lpos(queue(settings, origin.decode(), conn).key, token) is None
+
+
+def _waiting(settings: Settings, remaining_ms: int) -> bool:
+    """A claim's TTL says whether its poll has started: adopting it cuts the TTL to ``lock_ttl``."""
+    return remaining_ms > settings.lock_ttl * 1000
+
+
+def waiting(settings: Settings, conn: redis.Redis, mailbox_id: int) -> bool:
+    """Whether the mailbox's claimed poll has yet to start (queued, or waiting its turn in a running group)."""
+    return _waiting(settings, conn.pttl(keys.poll_claim(mailbox_id)))
+
+
+def _take_held(settings: Settings, conn: redis.Redis, mailbox_id: int, token: str, ttl: float) -> bool:
+    """After SET NX failed: take the claim if it has meanwhile gone, or its holder is dead."""
+    current = holder(conn, mailbox_id)
+    if current is None:
+        return claim(conn, mailbox_id, token, ttl)
+    return claim_is_dead(settings, conn, mailbox_id, current) and steal(conn, mailbox_id, current, token, ttl)
 
 
 def submit_poll(
@@ -123,13 +141,8 @@ def submit_poll(
     conn = conn or connect(settings)
     token = keys.poll_job_id(mailbox_id, uuid.uuid4().hex[:12])
     ttl = queued_ttl(settings)
-    if not claim(conn, mailbox_id, token, ttl):
-        current = holder(conn, mailbox_id)
-        if current is not None and not claim_is_dead(settings, conn, mailbox_id, current):
-            return current, False
-        taken = steal(conn, mailbox_id, current, token, ttl) if current is not None else claim(conn, mailbox_id, token, ttl)
-        if not taken:  # lost a race to another submitter: theirs counts
-            return holder(conn, mailbox_id) or token, False
+    if not claim(conn, mailbox_id, token, ttl) and not _take_held(settings, conn, mailbox_id, token, ttl):
+        return holder(conn, mailbox_id) or token, False  # a live poll (or the submitter that won a race) counts
     try:
         queue(settings, queue_name, conn).enqueue_call(
             keys.POLL_JOB,
@@ -163,14 +176,9 @@ def submit_group(settings: Settings, conn: redis.Redis, mailbox_ids: list[int], 
     for mailbox_id in mailbox_ids:
         pipe.set(keys.poll_claim(mailbox_id), token, px=int(ttl * 1000), nx=True)
     taken = [m for m, ok in zip(mailbox_ids, pipe.execute()) if ok]
-    for mailbox_id in sorted(set(mailbox_ids) - set(taken)):  # held: by a live poll, as a rule
-        current = holder(conn, mailbox_id)
-        if current is None:
-            ok = claim(conn, mailbox_id, token, ttl)
-        else:
-            ok = claim_is_dead(settings, conn, mailbox_id, current) and steal(conn, mailbox_id, current, token, ttl)
-        if ok:
-            taken.append(mailbox_id)
+    taken += [
+        m for m in sorted(set(mailbox_ids) - set(taken)) if _take_held(settings, conn, m, token, ttl)
+    ]  # held: by a live poll, as a rule
     if taken:
         _enqueue_group(settings, conn, taken, token, queue_name, at_front=False)
     return taken

@@ -42,13 +42,16 @@ def _closes_db(job):
     return run
 
 
+def _token(current) -> str:
+    """The claim token of a poll: the RQ job's id, or a fresh one when called outside a worker."""
+    return current.id if current is not None else f"inline-{uuid.uuid4().hex[:12]}"
+
+
 @_closes_db
 def poll(mailbox_id: int, force: bool = False) -> dict[str, Any]:
     """Poll one mailbox under its claim (``polling.poll_claimed``): a manual poll, a follow-up, a small farm's."""
     settings = _settings()
-    current = get_current_job()
-    token = current.id if current is not None else f"inline-{uuid.uuid4().hex[:12]}"
-    return polling.poll_claimed(settings, connect(settings), mailbox_id, token, force=force)
+    return polling.poll_claimed(settings, connect(settings), mailbox_id, _token(get_current_job()), force=force)
 
 
 @_closes_db
@@ -56,9 +59,8 @@ def poll_group(mailbox_ids: list[int]) -> dict[str, Any]:
     """Poll several due mailboxes in turn, each under its own claim and isolated (``polling.poll_group``)."""
     settings = _settings()
     current = get_current_job()
-    token = current.id if current is not None else f"inline-{uuid.uuid4().hex[:12]}"
     queue_name = current.origin if current is not None else EMAIL
-    return polling.poll_group(settings, connect(settings), [int(m) for m in mailbox_ids], token, queue_name)
+    return polling.poll_group(settings, connect(settings), [int(m) for m in mailbox_ids], _token(current), queue_name)
 
 
 @_closes_db

@@ -15,7 +15,7 @@ from mailq.push.idler import backoff
 from mailq.push.targets import Targets, push_folder
 from mailq.queues import connect
 
-from .helpers import run_cli
+from .helpers import run_cli, wait_for
 
 
 def _run(coro):
@@ -84,7 +84,7 @@ def test_leases_have_one_holder_lapse_when_not_renewed_and_report_loss(redis_url
     assert leases.claim(conn, "a", [1, 2, 3], 2, ttl=1.0) == [1, 2]
     assert leases.claim(conn, "b", [1, 2, 3], 5, ttl=1.0) == [3]
     assert leases.renew(conn, "a", [1, 2, 3], 1.0) == [3]  # 3 is b's
-    time.sleep(1.1)  # a lease is a TTL: nothing else can make it lapse
+    wait_for(lambda: not leases.holders(conn, [1, 2]), timeout=5, what="a's leases to lapse (a lease is a TTL)")
     assert leases.claim(conn, "b", [1, 2], 5, ttl=5.0) == [1, 2]
     assert leases.renew(conn, "a", [1, 2], 5.0) == [1, 2]
     leases.release(conn, "a", [1, 2])  # not a's any more: untouched
@@ -93,15 +93,15 @@ def test_leases_have_one_holder_lapse_when_not_renewed_and_report_loss(redis_url
 
 def test_the_scheduler_skips_a_pushed_mailbox_until_its_safety_poll_and_not_once_the_idler_is_gone(settings):
     conn = connect(settings)
-    assert not status.skip_scheduled_poll(conn, 7, 900), "no idler: poll"
+    assert 7 not in status.skip_scheduled_polls(conn, [7], 900), "no idler: poll"
     leases.claim(conn, "idler-x", [7], 1, ttl=1.0)
     leases.publish_states(conn, "idler-x", {7: leases.RECONNECTING})
-    assert not status.skip_scheduled_poll(conn, 7, 900), "not connected: poll"
+    assert 7 not in status.skip_scheduled_polls(conn, [7], 900), "not connected: poll"
     leases.publish_states(conn, "idler-x", {7: leases.CONNECTED})
-    assert not status.skip_scheduled_poll(conn, 7, 900), "first safety poll is due at once"
-    assert status.skip_scheduled_poll(conn, 7, 900), "then skipped for the safety interval"
-    time.sleep(1.1)  # the idler died: its lease lapses
-    assert not status.skip_scheduled_poll(conn, 7, 900), "idler gone: the normal interval again"
+    assert 7 not in status.skip_scheduled_polls(conn, [7], 900), "first safety poll is due at once"
+    assert 7 in status.skip_scheduled_polls(conn, [7], 900), "then skipped for the safety interval"
+    wait_for(lambda: not leases.holders(conn, [7]), timeout=5, what="the dead idler's lease to lapse")
+    assert 7 not in status.skip_scheduled_polls(conn, [7], 900), "idler gone: the normal interval again"
 
 
 def test_reconnect_backoff_grows_is_capped_and_jittered():

@@ -55,11 +55,6 @@ def skip_scheduled_polls(conn: redis.Redis, mailbox_ids: list[int], safety_inter
     return {m for m, skip in zip(mailbox_ids, pipe.execute()) if skip}
 
 
-def skip_scheduled_poll(conn: redis.Redis, mailbox_id: int, safety_interval: int) -> bool:
-    """True when the mailbox is pushed and had a safety poll within ``safety_interval``."""
-    return mailbox_id in skip_scheduled_polls(conn, [mailbox_id], safety_interval)
-
-
 def describe(push: str, held: tuple[str, str | None] | None, noidle: bool) -> tuple[str, str]:
     """(short state, sentence) for a mailbox: pushed | reconnecting | parked | polled."""
     if push == "off":

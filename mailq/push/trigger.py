@@ -10,21 +10,17 @@ as soon as that running poll lets go. At most one follow-up per burst.
 from __future__ import annotations
 
 import redis
-from rq.job import Job
 
-from ..claims import holder, submit_poll  # the claim path: the one place the idler enters it
+from ..claims import holder, submit_poll, waiting  # the claim path: the one place the idler enters it
 from ..config import Settings
-
-_QUEUED = b"queued"
 
 
 def submit(settings: Settings, conn: redis.Redis, mailbox_id: int, queue_name: str) -> str | None:
     """Make sure a poll that starts after now is queued; returns the running poll's token to wait for, if any."""
     token, new = submit_poll(settings, mailbox_id, queue_name, conn=conn)
-    if new:
-        return None
-    status = conn.hget(Job.key_for(token), "status")
-    return None if status == _QUEUED else token
+    if new or waiting(settings, conn, mailbox_id):
+        return None  # that poll has not started yet (queued, or still to come in its group): it will see the mail
+    return token
 
 
 def still_held(conn: redis.Redis, mailbox_id: int, token: str) -> bool:
