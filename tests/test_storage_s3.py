@@ -117,7 +117,7 @@ def test_a_hung_server_hits_the_timeouts_and_the_batch_deadline(s3_server, s3_ur
 
 
 def test_ingest_to_s3_survives_s3_going_down_mid_poll_then_removal_deletes_the_blobs(settings, dovecot, mail_user, s3_server, s3_url):
-    """S3 hangs after the first batch commits: the poll fails cleanly, rows never point at missing blobs,
+    """S3 hangs after the second batch commits: the poll fails cleanly, rows never point at missing blobs,
     the retry stores the rest; 0 lost, 0 duplicated. Then removing the mailbox empties its prefix."""
     user, pw = mail_user
     dovecot.deliver_many((user, raw) for raw in make_messages(30, seed=15, max_bytes=60_000))
@@ -136,14 +136,17 @@ def test_ingest_to_s3_survives_s3_going_down_mid_poll_then_removal_deletes_the_b
         s3_server.resume()
     assert first.outcome == "error" and first.error_class == "storage", first
     assert "S3" in first.error_text and s3_server.secret_key not in first.error_text
-    assert sum(batches) == len(rows(mailbox.id)) == 10  # what committed before the outage, and only that
+    committed = len(rows(mailbox.id))
+    # What committed before the outage, and only that: batch 3's blob writes start while batch 2 commits
+    # (the pipeline), so they may or may not have been acknowledged before the pause; batch 4's never are.
+    assert sum(batches) == committed and committed in (10, 15), (batches, committed)
     store = open_store(s)
     assert all(store.get(r.sha256) for r in rows(mailbox.id))  # every committed row's blob is there
     assert Mailbox.get_by_id(mailbox.id).state == "failing"
 
     wait_for(lambda: _answers(store), 20, "S3 answering again after the outage")
     second = poll_mailbox(s, mailbox.id, force=True)  # the retry (forced: no waiting out the backoff here)
-    assert (second.outcome, second.new) == ("ok", 20), second
+    assert (second.outcome, second.new) == ("ok", 30 - committed), second
     server = server_view(dovecot, user, pw)
     stored = {r.uid: store.get(r.sha256) for r in rows(mailbox.id)}
     assert stored == {uid: raw for uid, (raw, _) in server.items()}  # 0 lost, 0 duplicated, byte-identical
