@@ -29,3 +29,14 @@ def forget_capabilities(client: Any) -> None:
     """Make imapclient ask the server for CAPABILITY again (after login or STARTTLS the list changes;
     imapclient only re-asks on its own before authentication)."""
     client._cached_capabilities = None
+
+
+def quiet_imaplib(client: Any) -> None:
+    """Stop imaplib formatting every response for a log mailq never enables.
+
+    imapclient sets ``_imap.debug = 5`` so its ``imapclient.imaplib`` logger can see
+    the protocol; imaplib then builds ``%r`` of every untagged response, whole
+    message bodies included, before the (disabled) logger drops it: a quarter of a
+    worker's CPU in a first ingest, and four times a literal's size in memory.
+    """
+    client._imap.debug = 0

@@ -248,6 +248,7 @@ class Client(IMAPClient):
     def __init__(self, host: str, port: int, use_ssl: bool, ssl_context: ssl.SSLContext | None, wire: Wire):
         self.wire = wire
         super().__init__(host, port=port, ssl=use_ssl, ssl_context=ssl_context, timeout=None)
+        compat.quiet_imaplib(self)
 
     def _create_IMAP4(self):
         if self.ssl:

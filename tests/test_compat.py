@@ -65,3 +65,20 @@ def test_forgetting_capabilities_makes_imapclient_ask_the_server_again(dovecot, 
         compat.forget_capabilities(client)
         assert client._cached_capabilities is None
         assert client.capabilities() == first  # asked again (CAPABILITY), same answer
+
+
+def test_a_quieted_imaplib_formats_no_response_for_the_log(dovecot, mail_user):
+    user, password = mail_user
+    dovecot.deliver(user, b"Subject: hi\r\n\r\n" + b"x" * 10_000 + b"\r\n")
+    with IMAPClient("127.0.0.1", port=dovecot.imap_port, ssl=False, timeout=5) as client:
+        assert client._imap.debug == 5, "imapclient no longer turns imaplib's debug output on: quiet_imaplib can go"
+        messages = []
+        client._imap._mesg = messages.append
+        client.login(user, password)
+        client.select_folder("INBOX")
+        client.fetch([1], ["RFC822"])
+        assert any("x" * 100 in m for m in messages)  # the body, formatted with %r
+        compat.quiet_imaplib(client)
+        messages.clear()
+        client.fetch([1], ["RFC822"])
+        assert messages == []
