@@ -40,7 +40,7 @@ from tests.testbed import pg  # noqa: E402
 from tests.testbed.accounts import write_mailbox_csv  # noqa: E402
 from tests.testbed.dovecot import Dovecot  # noqa: E402
 from tests.testbed.mailgen import make_messages  # noqa: E402
-from tests.testbed.procs import Proc  # noqa: E402
+from tests.testbed.procs import Proc, compile_code  # noqa: E402
 from tests.testbed.redisd import RedisServer  # noqa: E402
 
 
@@ -133,6 +133,7 @@ def main() -> None:
     args = ap.parse_args()
 
     venv_bin = Path(sys.executable).parent
+    compile_code(REPO)
     with tempfile.TemporaryDirectory(prefix="mailq-ingest-") as tmp:
         root = Path(tmp)
         dovecot, redis_server = Dovecot(root / "dovecot"), RedisServer(root / "redis")

@@ -11,6 +11,7 @@ import itertools
 import os
 import shutil
 import tempfile
+from pathlib import Path
 
 import psycopg2
 import pytest
@@ -19,6 +20,7 @@ from mailq import config, db, migrations
 from tests.helpers import UserPool, serve
 from tests.testbed import pg
 from tests.testbed.dovecot import Dovecot
+from tests.testbed.procs import compile_code
 from tests.testbed.redisd import RedisServer
 
 PG_ADMIN_DSN = os.environ.get("MAILQ_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
@@ -27,6 +29,7 @@ _schema_ids = itertools.count(1)
 
 def pytest_configure(config):
     os.environ.setdefault("TZ", "UTC")
+    compile_code(Path(__file__).resolve().parent.parent)  # the farm tests start hundreds of mailq processes
     if config.option.basetemp is None and not hasattr(config, "workerinput"):
         # A private base directory: pytest resets the shared /tmp/pytest-of-<user> to mode 0700 at the
         # start of every session, which takes the +x that Dovecot's mail user needs away from a

@@ -27,7 +27,7 @@ from mailq.queues import QUEUE_NAMES
 from tests.testbed.accounts import password_for, tagged, user_name, write_mailbox_csv
 from tests.testbed.dovecot import Dovecot
 from tests.testbed.mailgen import make_messages
-from tests.testbed.procs import Proc, mailq_argv, stop_all, tree_cpu
+from tests.testbed.procs import Proc, compile_code, mailq_argv, stop_all, tree_cpu
 from tests.testbed.redisd import RedisServer
 from tests.testbed.waiting import wait_for
 
@@ -81,6 +81,7 @@ class Bed:
     locked_retries: int = 0
 
     def __post_init__(self) -> None:
+        compile_code(self.code)
         self.logs = self.root / "logs"
         self.logs.mkdir(parents=True, exist_ok=True)
         self.dovecot = self.dovecot_class(self.root / "dovecot")
