@@ -24,6 +24,7 @@ from __future__ import annotations
 import uuid
 
 import redis
+from redis.client import Pipeline
 from rq.job import Job, JobStatus
 
 from . import keys
@@ -58,17 +59,29 @@ def holders(conn: redis.Redis, mailbox_ids: list[int]) -> dict[int, str]:
     return {m: v.decode() for m, v in zip(mailbox_ids, values) if v is not None}
 
 
-def adopt(conn: redis.Redis, mailbox_id: int, token: str, ttl: float) -> bool:
+def adopt(conn: redis.Redis, mailbox_id: int, token: str, ttl: float, *, defer_to: float | None = None) -> bool:
     """Extend our claim to ``ttl`` (or re-take a vanished one); False when another owner holds it.
 
     A running poll adopts its claim with this (same token, the short ``lock_ttl``),
-    and ``renewal.Renewer`` calls it again as the TTL runs down.
+    and ``renewal.Renewer`` calls it again as the TTL runs down. ``defer_to``: in
+    the same call, once the claim is ours, move the recurring entry no earlier
+    than then (``schedule.defer``).
     """
-    return bool(keys.scripts(conn).renew(keys=[keys.poll_claim(mailbox_id)], args=[token, int(ttl * 1000)]))
+    if defer_to is None:
+        return bool(keys.scripts(conn).renew(keys=[keys.poll_claim(mailbox_id)], args=[token, int(ttl * 1000)]))
+    return bool(
+        keys.scripts(conn).renew(
+            keys=[keys.poll_claim(mailbox_id), keys.SCHEDULED],
+            args=[token, int(ttl * 1000), keys.schedule_entry(mailbox_id), int(defer_to + 0.999)],
+        )
+    )
 
 
-def release(conn: redis.Redis, mailbox_id: int, token: str) -> bool:
-    """Drop the claim only if it is still ours."""
+def release(conn: redis.Redis, mailbox_id: int, token: str, *, pipe: Pipeline | None = None) -> bool:
+    """Drop the claim only if it is still ours; with ``pipe``, queued there (the caller sends it)."""
+    if pipe is not None:
+        keys.queue_script(pipe, keys.scripts(conn).release, [keys.poll_claim(mailbox_id)], [token])
+        return True
     return release_key(conn, keys.poll_claim(mailbox_id), token)
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import random
 from datetime import datetime, timedelta
 
+from . import hot_sql
 from .config import Settings
 from .db import database, errors_as_mailq
 from .errors import AuthError, MailqError
@@ -80,6 +81,9 @@ def finish_ok(
     """
     now = utcnow()
     outcome = Outcome.ERROR if folder_error else (Outcome.PARTIAL if partial else Outcome.OK)
+    if run.id is None and not folder_error:  # never recorded as running: an idle poll, the hot path
+        hot_sql.finish_clean_poll(run.mailbox_id, run.started_at, now, outcome, new, skipped, folders_checked, run.worker)
+        return outcome
     with errors_as_mailq(), database.atomic():
         _finish(run, outcome, new, skipped, folders_checked, FOLDER_ERROR if folder_error else None, folder_error)
         changes = {Mailbox.last_poll_at: now, Mailbox.last_success_at: now, Mailbox.next_attempt_at: None, Mailbox.updated_at: now}

@@ -8,11 +8,14 @@ EVALSHA, loading the script again only when a Redis restart forgot it).
 
 from __future__ import annotations
 
+import contextlib
 import re
 import weakref
+from collections.abc import Iterator
 from typing import NamedTuple
 
 import redis
+from redis.client import Pipeline
 from redis.commands.core import Script
 from rq_scheduler import Scheduler
 
@@ -80,11 +83,15 @@ if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) 
 return 0
 """
 # Renew if ours; take it if free (e.g. after a flushed Redis); 0 if someone else holds it.
+# With KEYS[2] (the schedule) and ARGV[3..4], a claim renewed or taken also moves that entry to the later
+# of its run and ARGV[4] (ZADD XX GT, as ``schedule.defer``): a poll starting is one round trip.
 RENEW = """
 local v = redis.call('get', KEYS[1])
-if v == ARGV[1] then redis.call('pexpire', KEYS[1], ARGV[2]) return 1 end
-if not v then redis.call('set', KEYS[1], ARGV[1], 'PX', ARGV[2]) return 2 end
-return 0
+local got = 0
+if v == ARGV[1] then redis.call('pexpire', KEYS[1], ARGV[2]) got = 1
+elseif not v then redis.call('set', KEYS[1], ARGV[1], 'PX', ARGV[2]) got = 2 end
+if got > 0 and KEYS[2] then redis.call('zadd', KEYS[2], 'XX', 'GT', ARGV[4], ARGV[3]) end
+return got
 """
 # Replace a token known to be dead with ours, only if it is still the one there.
 STEAL = """
@@ -120,3 +127,26 @@ def scripts(conn: redis.Redis) -> Scripts:
     if found is None:
         found = _scripts[conn] = Scripts(*(conn.register_script(text) for text in (RELEASE, RENEW, STEAL, TAKE_SLOT)))
     return found
+
+
+def queue_script(pipe: Pipeline, script: Script, keys: list[str], args: list) -> None:
+    """Add a registered script to ``pipe`` as a bare EVALSHA.
+
+    redis-py's own way (calling the script with ``client=pipe``) sends SCRIPT EXISTS
+    before every pipeline it is in: the round trip a pipeline is there to save. If
+    Redis has lost the script (restarted), ``execute`` raises ``NoScriptError``
+    after running the rest; calling the script itself then loads it.
+    """
+    pipe.evalsha(script.sha, len(keys), *keys, *args)
+
+
+@contextlib.contextmanager
+def batch(conn: redis.Redis | Pipeline) -> Iterator[Pipeline]:
+    """A pipeline for a few commands: ``conn`` itself when it already is one (its owner sends it
+    with more in one round trip), else a new one, sent on exit."""
+    if isinstance(conn, Pipeline):
+        yield conn
+        return
+    pipe = conn.pipeline(transaction=False)
+    yield pipe
+    pipe.execute()

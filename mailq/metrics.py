@@ -19,6 +19,7 @@ from collections.abc import Iterable
 import peewee as pw
 import redis
 
+from . import keys
 from .db import errors_as_mailq
 from .keys import KEY_PREFIX
 from .models import Message
@@ -67,10 +68,11 @@ def _observe(pipe, name: str, values: Iterable[float]) -> None:
 
 
 def _send(conn: redis.Redis, fill) -> None:
+    """Best effort: a metric lost to a Redis blip is logged, never fails a poll. ``conn`` may be a
+    pipeline its caller sends (a poll's end: metrics, schedule and claim in one round trip)."""
     try:
-        pipe = conn.pipeline(transaction=False)
-        fill(pipe)
-        pipe.execute()
+        with keys.batch(conn) as pipe:
+            fill(pipe)
     except redis.exceptions.RedisError as exc:
         log.warning("could not record metrics: %s", exc)
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field, fields
 from datetime import UTC
 from typing import Any
 
-from . import health, imap, reads
+from . import health, hot_sql, imap
 from .config import Settings
 from .errors import DatabaseError, ImapConnectionError, ImapTimeoutError, MailqError, NotFoundError, ProtocolError
 from .models import Mailbox
@@ -121,7 +121,7 @@ def poll_mailbox(
     """
     started = time.monotonic()
     if mailbox is None or mailbox.id != mailbox_id:
-        mailbox = reads.mailbox(mailbox_id)
+        mailbox = hot_sql.mailbox(mailbox_id)
     if mailbox is None:
         raise NotFoundError(f"no mailbox with id {mailbox_id}: see `mailq mailbox list`")
     for_schedule = {"interval": mailbox.interval, "queue": poll_queue_name(mailbox.priority)}

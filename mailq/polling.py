@@ -30,12 +30,12 @@ from typing import Any
 import redis
 from rq.timeouts import JobTimeoutException
 
-from . import claims, db, metrics, outbox, reads, renewal, retry_slots, schedule
+from . import claims, db, hot_sql, metrics, outbox, renewal, retry_slots, schedule
 from .config import Settings
 from .db import errors_as_mailq
 from .errors import LockLost, NotFoundError
 from .models import Mailbox
-from .poll import poll_mailbox
+from .poll import PollResult, poll_mailbox
 from .queues import poll_queue_name, queue
 from .states import Outcome
 
@@ -58,40 +58,60 @@ def poll_claimed(
     """Poll one mailbox under the claim ``token`` (a poll or group job's id).
 
     Skips (without logging in) when another poll holds the mailbox, and (a failing
-    mailbox) when no failing-poll slot is free. As it starts, the recurring entry
-    moves to one interval later (so the schedule cannot fire again while this
-    poll's clock runs); afterwards ``schedule.after_poll`` moves it from the
+    mailbox) when no failing-poll slot is free. Adopting the claim moves the
+    recurring entry to one interval later, before any login (so the schedule cannot
+    fire again while this poll's clock runs); afterwards ``_end`` moves it from the
     result, and a poll that stopped at its budget with more mail waiting enqueues
     the next one at once. ``mailbox``: its row, if the caller has just read it.
     """
-    if not claims.adopt(conn, mailbox_id, token, settings.lock_ttl):
-        return skipped(mailbox_id, "another poll of this mailbox is running")
+    if mailbox is None:
+        try:
+            mailbox = hot_sql.mailbox(mailbox_id)  # the SQL is built once per process
+        except Exception:
+            claims.release(conn, mailbox_id, token)  # the database failed: the claim goes with this job
+            raise
+        if mailbox is None:
+            claims.release(conn, mailbox_id, token)
+            return skipped(mailbox_id, "mailbox no longer exists")
     started = time.time()
+    if not claims.adopt(conn, mailbox_id, token, settings.lock_ttl, defer_to=started + mailbox.interval):
+        return skipped(mailbox_id, "another poll of this mailbox is running")
+    ended = False
     try:
         with renewal.Renewer(conn, mailbox_id, token, settings.lock_ttl) as renewer:
-            mailbox = mailbox or reads.mailbox(mailbox_id)  # the SQL is built once per process
-            if mailbox is None:
-                return skipped(mailbox_id, "mailbox no longer exists")
-            schedule.defer(conn, mailbox_id, started + mailbox.interval)  # before any login
             with retry_slots.slot(settings, conn, mailbox) as allowed:
                 if not allowed:
                     return skipped(mailbox_id, retry_slots.BUSY)
                 counter = metrics.IngestCounter(outbox.batch_enqueuer(settings, conn))
                 result = poll_mailbox(settings, mailbox_id, on_batch=counter, heartbeat=renewer.check, force=force, mailbox=mailbox)
-            metrics.record_poll(conn, result.outcome, result.duration_s, counter.stored, counter.bytes, result.skipped)
-            schedule.after_poll(conn, result, started)
+        _end(conn, mailbox_id, token, result, counter, started)
+        ended = True
     except LockLost as exc:
         return skipped(mailbox_id, str(exc))
     except NotFoundError:
         return skipped(mailbox_id, "mailbox no longer exists")
     finally:
-        try:
-            claims.release(conn, mailbox_id, token)
-        except redis.exceptions.RedisError:
-            log.warning("mailbox %s: could not release its claim; it expires in %ss", mailbox_id, settings.lock_ttl)
+        if not ended:
+            try:
+                claims.release(conn, mailbox_id, token)
+            except redis.exceptions.RedisError:
+                log.warning("mailbox %s: could not release its claim; it expires in %ss", mailbox_id, settings.lock_ttl)
     if result.more_pending and _still_enabled(mailbox_id):
         claims.submit_poll(settings, mailbox_id, result.queue, conn=conn)
     return result.as_dict()
+
+
+def _end(conn: redis.Redis, mailbox_id: int, token: str, result: PollResult, counter: metrics.IngestCounter, started: float) -> None:
+    """A poll's end in Redis in one round trip, in this order: its metrics, the schedule's move
+    (``schedule.after_poll``, while the claim is still held), the claim's release."""
+    pipe = conn.pipeline(transaction=False)
+    metrics.record_poll(pipe, result.outcome, result.duration_s, counter.stored, counter.bytes, result.skipped)
+    schedule.after_poll(pipe, result, started)
+    claims.release(conn, mailbox_id, token, pipe=pipe)
+    try:
+        pipe.execute()
+    except redis.exceptions.NoScriptError:  # Redis forgot the script (a restart): the rest ran; this loads it
+        claims.release(conn, mailbox_id, token)
 
 
 class _Group:
@@ -138,7 +158,7 @@ class _Group:
 
 def poll_group(settings: Settings, conn: redis.Redis, mailbox_ids: list[int], token: str, queue_name: str) -> dict[str, Any]:
     """Poll each mailbox of a group job in turn (see the module's docstring); returns counts."""
-    rows = reads.mailboxes(mailbox_ids)
+    rows = hot_sql.mailboxes(mailbox_ids)
     gone = [m for m in mailbox_ids if m not in rows]
     for mailbox_id in gone:
         claims.release(conn, mailbox_id, token)

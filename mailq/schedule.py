@@ -147,10 +147,9 @@ def first_run(interval: int, next_attempt_at: datetime | None, now: float | None
 
 def remove(conn: redis.Redis, mailbox_id: int) -> None:
     """Cancel the entry and delete its template hash (``cancel`` alone leaves the hash behind)."""
-    pipe = conn.pipeline(transaction=False)
-    pipe.zrem(SCHEDULED, keys.schedule_entry(mailbox_id))
-    pipe.delete(Job.key_for(keys.schedule_entry(mailbox_id)))
-    pipe.execute()
+    with keys.batch(conn) as pipe:
+        pipe.zrem(SCHEDULED, keys.schedule_entry(mailbox_id))
+        pipe.delete(Job.key_for(keys.schedule_entry(mailbox_id)))
 
 
 def defer(conn: redis.Redis, mailbox_id: int, until: float) -> None:
@@ -164,8 +163,8 @@ def defer(conn: redis.Redis, mailbox_id: int, until: float) -> None:
 def after_poll(conn: redis.Redis, result: PollResult, started: float) -> None:
     """Move a mailbox's schedule after its poll: no earlier than one interval after the poll
     started, not before a backoff ends, and gone after an authentication failure (no logins
-    until credentials change or an operator resumes). Called while the poll still holds its
-    claim, so no scheduler push slips in between."""
+    until credentials change or an operator resumes). Sent before the poll releases its
+    claim (``conn`` may be the pipeline that releases it), so no scheduler push slips in between."""
     if result.interval is None:
         return  # the mailbox is gone
     if result.outcome == Outcome.AUTH_ERROR:

@@ -37,8 +37,8 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
+from . import hot_sql
 from . import parse as mime
-from . import reads
 from .config import Settings
 from .db import database, errors_as_mailq, insert_rows
 from .errors import ProtocolError, ResponseRefusedError
@@ -101,7 +101,7 @@ def _chunks(items: list, size: int) -> Iterable[list]:
 
 
 def folder_state(mailbox_id: int, folder: str) -> FolderState:
-    state = reads.folder_state(mailbox_id, folder)  # the hot path: SQL built once
+    state = hot_sql.folder_state(mailbox_id, folder)  # the hot path: SQL built once
     with errors_as_mailq():
         if state is None:
             FolderState.insert(mailbox=mailbox_id, name=folder).on_conflict_ignore().execute()

@@ -8,7 +8,7 @@ import pytest
 from rq import Queue
 from rq.job import Job
 
-from mailq import claims, keys, mailboxes, schedule
+from mailq import claims, keys, mailboxes, metrics, polling, schedule
 from mailq.models import Mailbox
 from mailq.poll import PollResult
 from mailq.queues import connect
@@ -216,3 +216,38 @@ def test_after_a_poll_the_schedule_moves_from_the_poll_result_alone(settings):
     assert zset(conn) == {}, "parked after an authentication failure"
     schedule.after_poll(conn, PollResult(box.id, "ok", interval=60, queue="email"), started)
     assert zset(conn) == {}, "a removed entry is never re-created"
+
+
+def test_adopting_a_claim_moves_the_schedule_only_when_the_claim_is_ours(settings):
+    box = make_mailbox(settings, "adopt", interval=60)
+    schedule.reconcile(settings)
+    conn = connect(settings)
+    entry, now = f"mbx-{box.id}", time.time()
+    first = zset(conn)[entry]
+    assert claims.claim(conn, box.id, "other", 30)
+    assert not claims.adopt(conn, box.id, "ours", 10, defer_to=now + 3600)
+    assert zset(conn)[entry] == first, "another owner's poll: the schedule is left alone"
+    claims.release(conn, box.id, "other")
+    assert claims.adopt(conn, box.id, "ours", 10, defer_to=now + 3600) and claims.holder(conn, box.id) == "ours"
+    assert zset(conn)[entry] >= now + 3600
+    assert claims.adopt(conn, box.id, "ours", 10, defer_to=now + 60) and zset(conn)[entry] >= now + 3600, "never pulled earlier"
+    schedule.remove(conn, box.id)
+    assert claims.adopt(conn, box.id, "ours", 10, defer_to=now + 60) and zset(conn) == {}, "a removed entry is never re-created"
+
+
+def test_a_poll_ends_in_one_pipeline_even_after_redis_forgot_its_scripts(settings):
+    """The poll's end queues the claim's release as a bare EVALSHA; after SCRIPT FLUSH (a Redis
+    restart) that fails inside the pipeline and the release is sent again, loading the script."""
+    box = make_mailbox(settings, "ends", interval=60)
+    schedule.reconcile(settings)
+    conn = connect(settings)
+    for flush in (False, True):
+        assert claims.adopt(conn, box.id, "tok", 10)
+        if flush:
+            conn.script_flush()
+        started = time.time()
+        polled = metrics.read(conn).get("c:polls:ok", 0)
+        polling._end(conn, box.id, "tok", PollResult(box.id, "ok", interval=600, queue="email"), metrics.IngestCounter(None), started)
+        assert claims.holder(conn, box.id) is None, "the claim is released"
+        assert zset(conn)[f"mbx-{box.id}"] >= started + 600, "the schedule moved before it"
+        assert metrics.read(conn)["c:polls:ok"] == polled + 1
