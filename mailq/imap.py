@@ -194,7 +194,7 @@ class Session:
                 pass
 
 
-class _WiredIO:
+class _WiredIO(compat.OneTagPrefix):
     """imaplib's three I/O routines (read, readline, send) and its socket, through the connection's Wire."""
 
     wire: Wire

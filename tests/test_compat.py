@@ -6,6 +6,7 @@ A library release that renames one of them fails here, naming the attribute, ins
 from __future__ import annotations
 
 import signal
+import time
 import zlib
 
 import pytest
@@ -17,6 +18,8 @@ from rq.job import Job
 from rq.worker import WorkerStatus
 
 from mailq import compat
+from mailq.imap import Client
+from mailq.wire import Wire
 
 
 @pytest.fixture
@@ -82,3 +85,19 @@ def test_a_quieted_imaplib_formats_no_response_for_the_log(dovecot, mail_user):
         messages.clear()
         client.fetch([1], ["RFC822"])
         assert messages == []
+
+
+def test_imaplib_connections_of_one_process_share_their_tagged_response_expression(dovecot, mail_user):
+    user, password = mail_user
+    wire = lambda: Wire("dovecot", connect_timeout=5, read_timeout=5, min_rate=1, deadline=time.monotonic() + 30, max_literal=1 << 20)  # noqa: E731
+    first = Client("127.0.0.1", dovecot.imap_port, False, None, wire())
+    second = Client("127.0.0.1", dovecot.imap_port, False, None, wire())
+    try:
+        assert first._imap.tagpre == second._imap.tagpre, "imaplib no longer sets tagpre through the instance"
+        assert first._imap.tagre is second._imap.tagre, "compiled once, then from re's cache"
+        first.login(user, password)
+        second.login(user, password)  # tags still count up per connection: commands still complete
+        assert first.folder_status("INBOX", ["MESSAGES"]) == second.folder_status("INBOX", ["MESSAGES"])
+    finally:
+        first.shutdown()
+        second.shutdown()
