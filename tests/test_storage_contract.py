@@ -7,11 +7,12 @@ it is made durable, how it writes large blobs) is tested in its own module.
 from __future__ import annotations
 
 import hashlib
+import shutil
 import threading
 
 import pytest
 
-from mailq.storage import BlobBatch, LocalBlobStore, StorageError, sha256_hex
+from mailq.storage import BlobBatch, LocalBlobStore, StorageError, open_store, sha256_hex
 from mailq.storage_s3 import S3BlobStore, parse_url
 from tests.corpus_hostile import all_messages
 from tests.s3_helpers import aws_env, s3_server, s3_url  # noqa: F401  (fixtures)
@@ -123,3 +124,13 @@ def test_hostile_corpus_is_stored_byte_identical(store):
         names = {name: batch.put(raw) for name, raw in messages}
     for name, raw in messages:
         assert store.get(names[name]) == raw, name
+
+
+def test_open_store_keeps_one_local_store_per_process_that_remakes_a_removed_directory(settings, tmp_path):
+    s = settings.replace(storage_url=f"file://{tmp_path / 'blobs'}")
+    store = open_store(s)
+    assert isinstance(store, LocalBlobStore) and open_store(s) is store
+    assert open_store(s.replace(storage_url=f"file://{tmp_path / 'other'}")) is not store
+    first = store.put(b"first blob")
+    shutil.rmtree(tmp_path / "blobs" / first[:2])  # behind the kept store's back
+    assert store.put(b"first blob") == first and store.get(first) == b"first blob"
