@@ -16,7 +16,7 @@ from datetime import timedelta
 import pytest
 
 from mailq import claims
-from mailq.models import Mailbox, PollRun
+from mailq.models import Mailbox, PollRun, utcnow
 from mailq.push import leases
 from mailq.queues import connect
 from tests.testbed.dovecot import Dovecot
@@ -212,6 +212,7 @@ def test_after_a_server_restart_every_connection_comes_back_spread_out_and_nothi
 
 def test_a_rejected_login_parks_the_mailbox_after_one_attempt(settings, dovecot, farm):
     ((box, user, _),) = add_mailboxes(settings, dovecot, "pushauth", [1], interval=3600, password="wrong")
+    Mailbox.update(last_poll_at=utcnow()).where(Mailbox.id == box.id).execute()  # polled once, its password changed since
     farm.configure(MAILQ_IDLER_LEASE_TTL=TTL)
     start_idler(farm, "idler-a")  # no scheduler: only the idler logs in
     wait_for(lambda: Mailbox.get_by_id(box.id).state == "auth_error", timeout=20, what="auth_error from the idler")

@@ -9,6 +9,7 @@ import pytest
 
 from mailq import mailboxes
 from mailq.errors import AuthError
+from mailq.models import Mailbox, utcnow
 from mailq.push import leases, status
 from mailq.push.client import IdleClient
 from mailq.push.idler import backoff
@@ -130,6 +131,9 @@ def test_push_is_set_per_mailbox_by_the_cli_and_the_csv_and_shown(settings, dove
     result = run_cli(["mailbox", "show", "p-off", "--json"], capsys)
     assert '"push": "off"' in result.out and '"push_state": "polled"' in result.out
     result = run_cli(["mailbox", "show", "p-on"], capsys)
+    assert "polled only until its first poll ends (then pushed)" in result.out
+    Mailbox.update(last_poll_at=utcnow()).where(Mailbox.name == "p-on").execute()
+    result = run_cli(["mailbox", "show", "p-on"], capsys)
     assert "polled only: no idler holds it" in result.out
 
     conn = connect(settings)
@@ -143,8 +147,6 @@ def test_push_is_set_per_mailbox_by_the_cli_and_the_csv_and_shown(settings, dove
 
 
 def test_the_idlers_targets_follow_the_database_and_reload_only_changed_rows(settings, dovecot):
-    from mailq.models import Mailbox, utcnow
-
     specs = [
         mailboxes.validate(name=f"t{i}", host="127.0.0.1", port=dovecot.imap_port, security="plain", username=f"t{i}", password="pw")
         for i in range(4)
@@ -152,6 +154,10 @@ def test_the_idlers_targets_follow_the_database_and_reload_only_changed_rows(set
     ids = [mailboxes.save(settings, spec)[0].id for spec in specs]
     conn = connect(settings)
     targets = Targets()
+    assert targets.refresh(conn) == {}, "no mailbox has had its first poll: none is pushed yet"
+    Mailbox.update(last_poll_at=utcnow(), updated_at=utcnow()).where(Mailbox.id.in_(ids[1:])).execute()
+    assert sorted(targets.refresh(conn)) == ids[1:], "pushed from the first finished poll on"
+    Mailbox.update(last_poll_at=utcnow(), updated_at=utcnow()).where(Mailbox.id == ids[0]).execute()
     first = targets.refresh(conn)
     assert sorted(first) == ids and first[ids[0]].folder == "INBOX" and first[ids[0]].uidnext is None
 

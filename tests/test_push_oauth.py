@@ -14,7 +14,7 @@ from datetime import timedelta
 import pytest
 
 from mailq.errors import AuthError, GrantRevokedError
-from mailq.models import OAuthToken, utcnow
+from mailq.models import Mailbox, OAuthToken, utcnow
 from mailq.push.client import IdleClient
 from mailq.push.targets import Targets, oauth_credentials
 from mailq.queues import connect
@@ -45,6 +45,8 @@ def _hears_new_mail(dovecot, user: str, creds) -> float:
 def test_an_oauth2_mailbox_is_pushed_with_a_token_from_the_shared_cache(settings, auth_server, oauth_dovecot, oauth_user, sasl):
     app = add_app(settings, auth_server, sasl=sasl)
     mb = add_oauth_mailbox(settings, oauth_dovecot, app, oauth_user, secret=auth_server.consent(app.name, oauth_user))
+    assert Targets().refresh(connect(settings)) == {}, "pushed once its first poll has ended"
+    Mailbox.update(last_poll_at=utcnow(), updated_at=utcnow()).where(Mailbox.id == mb.id).execute()
     assert Targets().refresh(connect(settings))[mb.id].auth == "oauth2"
     creds = oauth_credentials(settings, mb.id, None)
     assert creds.mechanism == sasl and creds.secret in auth_server.issued_access_tokens()

@@ -55,7 +55,7 @@ def skip_scheduled_polls(conn: redis.Redis, mailbox_ids: list[int], safety_inter
     return {m for m, skip in zip(mailbox_ids, pipe.execute()) if skip}
 
 
-def describe(push: str, held: tuple[str, str | None] | None, noidle: bool) -> tuple[str, str]:
+def describe(push: str, held: tuple[str, str | None] | None, noidle: bool, polled_once: bool = True) -> tuple[str, str]:
     """(short state, sentence) for a mailbox: pushed | reconnecting | parked | polled."""
     if push == "off":
         return "polled", "polled only (push off)"
@@ -68,6 +68,8 @@ def describe(push: str, held: tuple[str, str | None] | None, noidle: bool) -> tu
         return "reconnecting", f"reconnecting: idler {idler} is re-opening its IDLE connection; polled meanwhile"
     if noidle:
         return "polled", "polled only: the server does not offer IDLE"
+    if not polled_once:
+        return "polled", "polled only until its first poll ends (then pushed)"
     return "polled", "polled only: no idler holds it (start `mailq idler`)"
 
 
@@ -76,4 +78,4 @@ def of_mailboxes(conn: redis.Redis, mailboxes: list) -> dict[int, tuple[str, str
     ids = [m.id for m in mailboxes if m.push != "off"]
     held = leases.holders(conn, ids)
     missing = leases.noidle(conn) if len(held) < len(ids) else {}
-    return {m.id: describe(m.push, held.get(m.id), m.id in missing) for m in mailboxes}
+    return {m.id: describe(m.push, held.get(m.id), m.id in missing, m.last_poll_at is not None) for m in mailboxes}

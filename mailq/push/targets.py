@@ -72,7 +72,13 @@ def push_folder(folders: list[str]) -> str:
 
 
 class Targets:
-    """Every mailbox an idler may push (push not off, not paused, not parked, server not known to lack IDLE).
+    """Every mailbox an idler may push (push not off, not paused, not parked, server not known to lack IDLE,
+    first poll finished).
+
+    A mailbox is pushed from its first finished poll on: that poll syncs whatever is
+    there (and finds a wrong password first), and a farm's first start, a first sync
+    of every mailbox, would otherwise carry an IDLE login per mailbox at the same time
+    (measured: 0.45 s of a 3.4 s first ingest of 100 mailboxes on 2 cores).
 
     Refreshed every ``TARGETS_REFRESH_S``: one narrow query of (id, updated_at), then
     full rows only for mailboxes that are new or changed, so 10,000 unchanged
@@ -86,6 +92,7 @@ class Targets:
     def refresh(self, conn: redis.Redis) -> dict[int, Target]:
         skip = leases.noidle(conn)
         pushable = (Mailbox.push != "off") & (Mailbox.paused == False) & (Mailbox.state != "auth_error")  # noqa: E712
+        pushable &= Mailbox.last_poll_at.is_null(False)
         stamps = {mid: at for mid, at in Mailbox.select(Mailbox.id, Mailbox.updated_at).where(pushable).tuples() if mid not in skip}
         changed = [mid for mid, at in stamps.items() if self._stamps.get(mid) != at or mid not in self.rows]
         rows = {mid: t for mid, t in self.rows.items() if mid in stamps}
