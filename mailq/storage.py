@@ -292,22 +292,22 @@ def presign_get(client, bucket: str, key: str, expires: int) -> str:
     return client.generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=int(expires))
 
 
-_local_stores: dict[tuple[int, str], LocalBlobStore] = {}
+_local_stores: dict[str, LocalBlobStore] = {}  # by URL; safe across fork (no sockets, only paths)
 
 
 def open_store(settings: Settings) -> BlobStore:
-    """The blob store named by ``MAILQ_STORAGE_URL``, one per process (S3: ``open_s3``'s own).
+    """The blob store named by ``MAILQ_STORAGE_URL``, kept for the process (S3: ``open_s3``'s own).
 
     Every poll opens it, idle ones too: a kept local store skips resolving its root
     again and remembers the directories it made (4 % of an idle poll's CPU).
     """
     url = settings.storage_url
-    local = _local_stores.get((os.getpid(), url))
+    local = _local_stores.get(url)
     if local is not None:
         return local
     scheme = urlparse(url).scheme
     if scheme == "file":
-        local = _local_stores[(os.getpid(), url)] = LocalBlobStore(url[len("file://") :])
+        local = _local_stores[url] = LocalBlobStore(url[len("file://") :])
         return local
     if scheme == "s3":
         from .storage_s3 import open_s3  # needs the optional boto3 (extra "s3"), and imports this module

@@ -196,7 +196,8 @@ def measure(bed: Bed, mailboxes: int, workers: int, interval: int, duration: flo
         return seconds * 1000 / n if n else None
 
     polled = len({m for m, *_ in polls})
-    p95 = percentile(sorted(gaps), 95) if gaps else None
+    ordered = sorted(gaps)
+    p95 = percentile(ordered, 95) if gaps else None
     return {
         "window_s": window,
         "polls": n,
@@ -207,7 +208,7 @@ def measure(bed: Bed, mailboxes: int, workers: int, interval: int, duration: flo
         "keeps_up": polled == mailboxes and p95 is not None and p95 <= interval + max(3.0, 0.05 * interval),
         "not_ok_polls": sum(1 for *_, o in polls if o not in ("ok", "running")),
         "mailboxes_polled": polled,
-        "gap_p50_s": percentile(sorted(gaps), 50) if gaps else None,
+        "gap_p50_s": percentile(ordered, 50) if gaps else None,
         "gap_p95_s": p95,
         "gap_max_s": max(gaps) if gaps else None,
         "gaps": len(gaps),

@@ -55,7 +55,7 @@ def skip_scheduled_polls(conn: redis.Redis, mailbox_ids: list[int], safety_inter
     return {m for m, skip in zip(mailbox_ids, pipe.execute()) if skip}
 
 
-def describe(push: str, held: tuple[str, str | None] | None, noidle: bool, polled_once: bool = True) -> tuple[str, str]:
+def describe(push: str, held: tuple[str, str | None] | None, noidle: bool, polled_once: bool) -> tuple[str, str]:
     """(short state, sentence) for a mailbox: pushed | reconnecting | parked | polled."""
     if push == "off":
         return "polled", "polled only (push off)"
